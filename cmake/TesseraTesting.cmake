@@ -1,0 +1,22 @@
+find_package(GTest CONFIG REQUIRED)
+include(GoogleTest)
+
+set(TESSERA_FIXTURES_DIR ${CMAKE_SOURCE_DIR}/tests/fixtures)
+
+# tessera_add_test(NAME SOURCES... [LIBS ...] [LABELS ...])
+# One gtest binary; every TEST() becomes a ctest case carrying LABELS.
+function(tessera_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} tessera_test_support GTest::gtest_main GTest::gmock)
+  target_compile_definitions(${name} PRIVATE
+    TESSERA_FIXTURES_DIR="${TESSERA_FIXTURES_DIR}"
+    TESSERA_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  set(labels ${ARG_LABELS})
+  if(NOT labels)
+    set(labels unit)
+  endif()
+  gtest_discover_tests(${name}
+    PROPERTIES LABELS "${labels}" TIMEOUT 300
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,81 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <algorithm>
+
+namespace tessera {
+
+ThreadPool::ThreadPool(int num_threads) {
+  const int workers = std::max(1, num_threads) - 1;
+  workers_.reserve(workers);
+  for (int i = 0; i < workers; ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+namespace {
+void RunChunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n,
+              int64_t chunks, int64_t index) {
+  const int64_t begin = n * index / chunks;
+  const int64_t end = n * (index + 1) / chunks;
+  if (begin < end) fn(begin, end);
+}
+}  // namespace
+
+void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk,
+                             const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(1, min_chunk);
+  const int64_t chunks =
+      std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = &fn;
+    job_n_ = n;
+    job_chunks_ = chunks;
+    pending_ = static_cast<int>(chunks) - 1;
+    ++generation_;
+  }
+  work_cv_.notify_all();
+  RunChunk(fn, n, chunks, 0);
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  job_ = nullptr;
+}
+
+void ThreadPool::WorkerLoop(int index) {
+  int64_t seen = 0;
+  while (true) {
+    const std::function<void(int64_t, int64_t)>* job;
+    int64_t n, chunks;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (index >= job_chunks_) continue;
+      job = job_;
+      n = job_n_;
+      chunks = job_chunks_;
+    }
+    RunChunk(*job, n, chunks, index);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+}  // namespace tessera

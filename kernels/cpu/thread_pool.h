@@ -1,0 +1,49 @@
+// A fixed pool of worker threads for data-parallel CPU ops.
+//
+// Thread safety: ParallelFor may be called from one thread at a time (the
+// engine thread). It blocks until every chunk has run.
+#ifndef TESSERA_KERNELS_CPU_THREAD_POOL_H_
+#define TESSERA_KERNELS_CPU_THREAD_POOL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tessera {
+
+class ThreadPool {
+ public:
+  // num_threads counts the calling thread: 1 runs everything inline.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Runs fn(begin, end) over [0, n) split into contiguous chunks of at least
+  // min_chunk items, one chunk per thread at most.
+  void ParallelFor(int64_t n, int64_t min_chunk,
+                   const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void WorkerLoop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;  // guarded by mu_
+  int64_t job_n_ = 0;
+  int64_t job_chunks_ = 0;
+  int64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_KERNELS_CPU_THREAD_POOL_H_

@@ -1,0 +1,258 @@
+#include "server/model/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+
+namespace tessera {
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+absl::StatusOr<DType> ParseDType(const std::string& s) {
+  if (s == "F32") return DType::kF32;
+  if (s == "F16") return DType::kF16;
+  if (s == "BF16") return DType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unsupported dtype '", s, "' (supported: F32, F16, BF16)"));
+}
+
+}  // namespace
+
+const char* DTypeName(DType d) {
+  switch (d) {
+    case DType::kF32: return "F32";
+    case DType::kF16: return "F16";
+    case DType::kBF16: return "BF16";
+  }
+  return "?";
+}
+
+const char* DTypeTorchName(DType d) {
+  switch (d) {
+    case DType::kF32: return "float32";
+    case DType::kF16: return "float16";
+    case DType::kBF16: return "bfloat16";
+  }
+  return "?";
+}
+
+size_t DTypeSize(DType d) { return d == DType::kF32 ? 4 : 2; }
+
+float Bf16ToFloat(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+float F16ToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalize
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3ff;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000 | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+void TensorView::ToFloat(float* out) const {
+  const int64_t n = numel();
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out, data, n * 4);
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        out[i] = Bf16ToFloat(v);
+      }
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        out[i] = F16ToFloat(v);
+      }
+      return;
+  }
+}
+
+std::vector<float> TensorView::ToFloat() const {
+  std::vector<float> out(numel());
+  ToFloat(out.data());
+  return out;
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
+  auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return fail(absl::StrCat("cannot stat: ", std::strerror(errno)));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size < 8) {
+    ::close(fd);
+    return fail(absl::StrCat("file is ", size,
+                             " bytes, too short for a safetensors header (truncated download?)"));
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return fail(absl::StrCat("mmap failed: ", std::strerror(errno)));
+
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = path;
+  file->mapping_ = map;
+  file->mapping_size_ = size;
+  const uint8_t* bytes = static_cast<const uint8_t*>(map);
+
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len > kMaxHeaderBytes || header_len > size - 8) {
+    return fail(absl::StrCat("header length ", header_len, " exceeds the file size ", size,
+                             " (truncated or not a safetensors file)"));
+  }
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
+  } catch (const std::exception& e) {
+    return fail(absl::StrCat("header is not valid JSON: ", e.what()));
+  }
+  if (!header.is_object()) return fail("header is not a JSON object");
+
+  const uint8_t* data = bytes + 8 + header_len;
+  const uint64_t data_size = size - 8 - header_len;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const std::string& name = it.key();
+    const nlohmann::json& t = it.value();
+    auto tfail = [&](const std::string& what) { return fail(absl::StrCat("tensor '", name, "': ", what)); };
+    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") ||
+        !t.contains("data_offsets")) {
+      return tfail("entry needs dtype, shape and data_offsets");
+    }
+    if (!t["dtype"].is_string()) return tfail("dtype is not a string");
+    absl::StatusOr<DType> dtype = ParseDType(t["dtype"].get<std::string>());
+    if (!dtype.ok()) return tfail(std::string(dtype.status().message()));
+    TensorView view;
+    view.dtype = *dtype;
+    if (!t["shape"].is_array()) return tfail("shape is not an array");
+    for (const auto& d : t["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) return tfail("shape has a bad dimension");
+      view.shape.push_back(d.get<int64_t>());
+    }
+    const auto& off = t["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned()) {
+      return tfail("data_offsets must be two non-negative integers");
+    }
+    const uint64_t begin = off[0].get<uint64_t>();
+    const uint64_t end = off[1].get<uint64_t>();
+    if (begin > end || end > data_size) {
+      return tfail(absl::StrCat("data_offsets [", begin, ", ", end, "] point past the end of the data (",
+                                data_size, " bytes; truncated file?)"));
+    }
+    const uint64_t expected = static_cast<uint64_t>(view.numel()) * DTypeSize(view.dtype);
+    if (end - begin != expected) {
+      return tfail(absl::StrCat("holds ", end - begin, " bytes but shape ", ShapeString(view.shape),
+                                " of ", DTypeName(view.dtype), " needs ", expected));
+    }
+    view.data = data + begin;
+    view.nbytes = end - begin;
+    file->tensors_.emplace(name, std::move(view));
+  }
+  return file;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (mapping_) ::munmap(mapping_, mapping_size_);
+}
+
+const TensorView* SafetensorsFile::Find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  std::vector<const TensorToWrite*> order;
+  for (const TensorToWrite& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (const TensorToWrite* t : order) {
+    header[t->name] = {{"dtype", DTypeName(t->dtype)},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + t->data.size()}}};
+    offset += t->data.size();
+  }
+  std::string text = header.dump();
+  while (text.size() % 8 != 0) text.push_back(' ');
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing"));
+  uint8_t len[8];
+  uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const TensorToWrite* t : order) {
+    out.write(reinterpret_cast<const char*>(t->data.data()), static_cast<std::streamsize>(t->data.size()));
+  }
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,85 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// header, then the tensor data. The reader memory-maps the file and validates
+// the header completely before handing out any tensor view.
+//
+// Thread safety: a SafetensorsFile is immutable after Open and may be read from
+// any thread.
+#ifndef TESSERA_SERVER_MODEL_SAFETENSORS_H_
+#define TESSERA_SERVER_MODEL_SAFETENSORS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tessera {
+
+enum class DType { kF32, kF16, kBF16 };
+
+// "F32", "F16", "BF16".
+const char* DTypeName(DType dtype);
+// "float32", "float16", "bfloat16".
+const char* DTypeTorchName(DType dtype);
+size_t DTypeSize(DType dtype);
+
+struct TensorView {
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // into the mapping; unaligned
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+  // Converts to fp32 into out[numel()].
+  void ToFloat(float* out) const;
+  std::vector<float> ToFloat() const;
+};
+
+std::string ShapeString(const std::vector<int64_t>& shape);
+
+class SafetensorsFile {
+ public:
+  // Fails with a message naming the file and the problem: missing file, header
+  // length past the end, bad JSON, unsupported dtype, offsets past the data or
+  // not matching the shape.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const TensorView* Find(const std::string& name) const;
+
+ private:
+  SafetensorsFile() = default;
+
+  std::string path_;
+  void* mapping_ = nullptr;
+  size_t mapping_size_ = 0;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// A tensor to write; data is numel * DTypeSize(dtype) bytes.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+// Writes a safetensors file (header padded to 8 bytes, tensors in name order).
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::vector<TensorToWrite>& tensors);
+
+// fp32 <-> bf16 (round to nearest even) and fp16 helpers.
+float Bf16ToFloat(uint16_t v);
+uint16_t FloatToBf16(float f);
+float F16ToFloat(uint16_t v);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_MODEL_SAFETENSORS_H_

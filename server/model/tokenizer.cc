@@ -1,0 +1,457 @@
+#include "server/model/tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/model/utf8.h"
+
+namespace tessera {
+namespace {
+
+using nlohmann::json;
+
+// GPT-2's reversible byte <-> printable code point map.
+struct ByteMap {
+  std::array<char32_t, 256> byte_to_cp;
+  std::unordered_map<char32_t, uint8_t> cp_to_byte;
+  std::array<std::string, 256> byte_to_utf8;
+
+  ByteMap() {
+    int n = 0;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+      byte_to_cp[b] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+      cp_to_byte[byte_to_cp[b]] = static_cast<uint8_t>(b);
+      AppendUtf8(byte_to_cp[b], &byte_to_utf8[b]);
+    }
+  }
+};
+
+const ByteMap& Bytes() {
+  static const ByteMap* map = new ByteMap();
+  return *map;
+}
+
+constexpr char kGpt2Pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+// Decodes one UTF-8 code point at s[*i] (input known valid).
+char32_t NextCodePoint(std::string_view s, size_t* i) {
+  const uint8_t b = static_cast<uint8_t>(s[*i]);
+  int len = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+  char32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
+  for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<uint8_t>(s[*i + k]) & 0x3F);
+  *i += len;
+  return cp;
+}
+
+std::string MergeKey(const std::string& a, const std::string& b) {
+  return absl::StrCat(a, "\xFF", b);  // 0xFF never occurs in UTF-8
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+// One pre-tokenizer stage: a regex split, then optionally the byte mapping.
+struct Tokenizer::PreTokenizerStep {
+  enum class Kind { kSplitIsolated, kSplitRemoved, kByteLevel };
+  Kind kind;
+  pcre2_code* regex = nullptr;  // null for ByteLevel without regex
+  bool add_prefix_space = false;
+
+  ~PreTokenizerStep() {
+    if (regex) pcre2_code_free(regex);
+  }
+
+  // Splits each piece of *pieces in place.
+  absl::Status Apply(std::vector<std::string>* pieces) const {
+    std::vector<std::string> out;
+    for (std::string& piece : *pieces) {
+      if (kind == Kind::kByteLevel && add_prefix_space && !piece.empty() && piece[0] != ' ') {
+        piece.insert(piece.begin(), ' ');
+      }
+      if (!regex) {
+        out.push_back(std::move(piece));
+        continue;
+      }
+      pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex, nullptr);
+      size_t start = 0, last = 0;
+      const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
+      while (start <= piece.size()) {
+        const int rc = pcre2_match(regex, subject, piece.size(), start, 0, md, nullptr);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+          pcre2_match_data_free(md);
+          PCRE2_UCHAR msg[256];
+          pcre2_get_error_message(rc, msg, sizeof(msg));
+          return absl::InvalidArgumentError(
+              absl::StrCat("pre-tokenizer regex failed on the input: ", reinterpret_cast<char*>(msg)));
+        }
+        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+        const size_t b = ov[0], e = ov[1];
+        if (b > last) out.push_back(piece.substr(last, b - last));
+        if (e > b && kind != Kind::kSplitRemoved) out.push_back(piece.substr(b, e - b));
+        last = e;
+        if (e == b) {  // empty match: step one code point
+          if (e >= piece.size()) break;
+          size_t next = e;
+          NextCodePoint(piece, &next);
+          start = next;
+        } else {
+          start = e;
+        }
+      }
+      pcre2_match_data_free(md);
+      if (last < piece.size()) out.push_back(piece.substr(last));
+    }
+    *pieces = std::move(out);
+    return absl::OkStatus();
+  }
+};
+
+Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(absl::StrCat(
+        path, ": cannot open (Tessera needs an HF fast tokenizer: tokenizer.json)"));
+  }
+  std::string config_text;
+  const std::string config_path = (fs::path(dir) / "tokenizer_config.json").string();
+  if (fs::exists(config_path)) {
+    absl::StatusOr<std::string> c = ReadFile(config_path);
+    if (!c.ok()) return c.status();
+    config_text = *std::move(c);
+  }
+  return FromJson(*text, config_text, path);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokenizer_json,
+                                                               std::string_view config_json,
+                                                               const std::string& source) {
+  auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
+  };
+  json j, cfg;
+  try {
+    j = json::parse(tokenizer_json);
+    if (!config_json.empty()) cfg = json::parse(config_json);
+  } catch (const std::exception& e) {
+    return fail(absl::StrCat("not valid JSON: ", e.what()));
+  }
+  std::unique_ptr<Tokenizer> t(new Tokenizer());
+  try {
+    const json& model = j.at("model");
+    const std::string type = model.value("type", "BPE");
+    if (type != "BPE") return fail(absl::StrCat("tokenizer model '", type, "' is not supported (only BPE)"));
+    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+      return fail(absl::StrCat("normalizer '", j["normalizer"].value("type", "?"),
+                               "' is not supported (byte-level BPE tokenizers have none)"));
+    }
+    if (model.value("byte_fallback", false)) {
+      return fail("byte_fallback BPE (SentencePiece-style) is not supported yet; use a byte-level BPE tokenizer");
+    }
+    if (!j.contains("decoder") || j["decoder"].is_null() || j["decoder"].value("type", "") != "ByteLevel") {
+      return fail("decoder must be ByteLevel (byte-level BPE); other decoders are not supported yet");
+    }
+    for (auto& [token, id] : model.at("vocab").items()) {
+      const int32_t i = id.get<int32_t>();
+      if (i < 0) return fail(absl::StrCat("vocab id ", i, " for '", token, "' is negative"));
+      t->vocab_.emplace(token, i);
+      if (static_cast<size_t>(i) >= t->id_to_token_.size()) t->id_to_token_.resize(i + 1);
+      t->id_to_token_[i] = token;
+      t->vocab_size_ = std::max(t->vocab_size_, i + 1);
+    }
+    int32_t rank = 0;
+    for (const json& m : model.at("merges")) {
+      std::string a, b;
+      if (m.is_string()) {
+        const std::string s = m.get<std::string>();
+        const size_t sp = s.find(' ');
+        if (sp == std::string::npos) return fail(absl::StrCat("merge '", s, "' has no space"));
+        a = s.substr(0, sp);
+        b = s.substr(sp + 1);
+      } else if (m.is_array() && m.size() == 2) {
+        a = m[0].get<std::string>();
+        b = m[1].get<std::string>();
+      } else {
+        return fail("a merge is neither \"a b\" nor [a, b]");
+      }
+      t->merge_ranks_.emplace(MergeKey(a, b), rank++);
+    }
+    if (model.contains("unk_token") && model["unk_token"].is_string()) {
+      auto it = t->vocab_.find(model["unk_token"].get<std::string>());
+      if (it != t->vocab_.end()) t->unk_id_ = it->second;
+    }
+    if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+      for (const json& a : j["added_tokens"]) {
+        AddedToken tok{a.at("id").get<int32_t>(), a.at("content").get<std::string>(),
+                       a.value("special", false)};
+        if (tok.content.empty()) continue;
+        t->added_by_id_[tok.id] = t->added_.size();
+        t->vocab_size_ = std::max(t->vocab_size_, tok.id + 1);
+        t->added_.push_back(std::move(tok));
+      }
+    }
+    // Longest content first, so "<|end|>" wins over a shorter prefix token.
+    std::vector<AddedToken> sorted = t->added_;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const AddedToken& x, const AddedToken& y) { return x.content.size() > y.content.size(); });
+    t->added_ = std::move(sorted);
+    t->added_by_id_.clear();
+    for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_id_[t->added_[i].id] = i;
+
+    // Pre-tokenizer pipeline.
+    std::vector<const json*> steps;
+    if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
+      const json& pt = j["pre_tokenizer"];
+      if (pt.value("type", "") == "Sequence") {
+        for (const json& s : pt.at("pretokenizers")) steps.push_back(&s);
+      } else {
+        steps.push_back(&pt);
+      }
+    }
+    bool has_byte_level = false;
+    for (const json* s : steps) {
+      const std::string st = s->value("type", "");
+      auto step = std::make_unique<PreTokenizerStep>();
+      std::string pattern;
+      if (st == "ByteLevel") {
+        step->kind = PreTokenizerStep::Kind::kByteLevel;
+        step->add_prefix_space = s->value("add_prefix_space", false);
+        if (s->value("use_regex", true)) pattern = kGpt2Pattern;
+        has_byte_level = true;
+      } else if (st == "Split") {
+        const std::string behavior = s->value("behavior", "Isolated");
+        if (s->value("invert", false)) return fail("Split pre-tokenizer with invert=true is not supported");
+        if (behavior == "Isolated") {
+          step->kind = PreTokenizerStep::Kind::kSplitIsolated;
+        } else if (behavior == "Removed") {
+          step->kind = PreTokenizerStep::Kind::kSplitRemoved;
+        } else {
+          return fail(absl::StrCat("Split behavior '", behavior, "' is not supported (Isolated, Removed)"));
+        }
+        const json& p = s->at("pattern");
+        if (p.contains("Regex")) {
+          pattern = p["Regex"].get<std::string>();
+        } else if (p.contains("String")) {
+          // Quote the literal for PCRE2.
+          pattern = absl::StrCat("\\Q", p["String"].get<std::string>(), "\\E");
+        } else {
+          return fail("Split pattern must be Regex or String");
+        }
+      } else {
+        return fail(absl::StrCat("pre-tokenizer '", st, "' is not supported (ByteLevel, Split, Sequence)"));
+      }
+      if (!pattern.empty()) {
+        int err;
+        PCRE2_SIZE off;
+        step->regex = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                    PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
+        if (!step->regex) {
+          PCRE2_UCHAR msg[256];
+          pcre2_get_error_message(err, msg, sizeof(msg));
+          return fail(absl::StrCat("pre-tokenizer regex does not compile at offset ", off, ": ",
+                                   reinterpret_cast<char*>(msg)));
+        }
+        pcre2_jit_compile(step->regex, PCRE2_JIT_COMPLETE);  // best effort
+      }
+      t->pre_steps_.push_back(std::move(step));
+    }
+    if (!has_byte_level) return fail("pre-tokenizer has no ByteLevel stage; only byte-level BPE is supported");
+
+    // Special tokens from tokenizer_config.json, falling back to the
+    // post-processor template for BOS.
+    auto token_id = [&](const json& v) -> std::optional<int32_t> {
+      std::string s;
+      if (v.is_string()) s = v.get<std::string>();
+      else if (v.is_object() && v.contains("content")) s = v["content"].get<std::string>();
+      else return std::nullopt;
+      return t->TokenToId(s);
+    };
+    if (cfg.is_object()) {
+      if (cfg.contains("bos_token")) t->bos_id_ = token_id(cfg["bos_token"]);
+      if (cfg.contains("eos_token")) t->eos_id_ = token_id(cfg["eos_token"]);
+      t->add_bos_ = cfg.value("add_bos_token", false);
+      if (t->add_bos_ && !t->bos_id_) return fail("add_bos_token is true but bos_token is unknown");
+    }
+    if (!cfg.is_object() || !cfg.contains("add_bos_token")) {
+      const json& pp = j.contains("post_processor") ? j["post_processor"] : json();
+      if (pp.is_object() && pp.value("type", "") == "TemplateProcessing" && pp.contains("single") &&
+          !pp["single"].empty() && pp["single"][0].contains("SpecialToken")) {
+        t->bos_id_ = t->TokenToId(pp["single"][0]["SpecialToken"].at("id").get<std::string>());
+        t->add_bos_ = t->bos_id_.has_value();
+      }
+    }
+  } catch (const json::exception& e) {
+    return fail(absl::StrCat("unexpected structure: ", e.what()));
+  }
+  return t;
+}
+
+std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
+  for (const AddedToken& a : added_) {
+    if (a.content == token) return a.id;
+  }
+  auto it = vocab_.find(std::string(token));
+  if (it != vocab_.end()) return it->second;
+  return std::nullopt;
+}
+
+bool Tokenizer::IsSpecial(int32_t id) const {
+  auto it = added_by_id_.find(id);
+  return it != added_by_id_.end() && added_[it->second].special;
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special) const {
+  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
+  std::vector<int32_t> ids;
+  if (add_special && add_bos_ && bos_id_) ids.push_back(*bos_id_);
+  size_t seg_start = 0, i = 0;
+  while (i < text.size()) {
+    const AddedToken* hit = nullptr;
+    for (const AddedToken& a : added_) {
+      if (text.compare(i, a.content.size(), a.content) == 0) {
+        hit = &a;
+        break;
+      }
+    }
+    if (!hit) {
+      ++i;
+      continue;
+    }
+    if (absl::Status s = EncodeSegment(text.substr(seg_start, i - seg_start), &ids); !s.ok()) return s;
+    ids.push_back(hit->id);
+    i += hit->content.size();
+    seg_start = i;
+  }
+  if (absl::Status s = EncodeSegment(text.substr(seg_start), &ids); !s.ok()) return s;
+  return ids;
+}
+
+absl::Status Tokenizer::EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const {
+  if (text.empty()) return absl::OkStatus();
+  std::vector<std::string> pieces;
+  if (absl::Status s = PreTokenize(text, &pieces); !s.ok()) return s;
+  for (const std::string& p : pieces) {
+    if (absl::Status s = Bpe(p, ids); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::string>* pieces) const {
+  pieces->assign(1, std::string(text));
+  for (const auto& step : pre_steps_) {
+    if (absl::Status s = step->Apply(pieces); !s.ok()) return s;
+  }
+  // Byte-level mapping of every piece.
+  const ByteMap& bm = Bytes();
+  for (std::string& p : *pieces) {
+    std::string mapped;
+    mapped.reserve(p.size() * 2);
+    for (unsigned char c : p) mapped += bm.byte_to_utf8[c];
+    p = std::move(mapped);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids) const {
+  if (piece.empty()) return absl::OkStatus();
+  auto whole = vocab_.find(piece);
+  if (whole != vocab_.end() && piece.size() <= 4) {  // single symbol fast path
+    ids->push_back(whole->second);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> symbols;
+  for (size_t i = 0; i < piece.size();) {
+    const size_t start = i;
+    NextCodePoint(piece, &i);
+    symbols.push_back(piece.substr(start, i - start));
+  }
+  while (symbols.size() > 1) {
+    int32_t best_rank = std::numeric_limits<int32_t>::max();
+    size_t best = 0;
+    for (size_t k = 0; k + 1 < symbols.size(); ++k) {
+      auto it = merge_ranks_.find(MergeKey(symbols[k], symbols[k + 1]));
+      if (it != merge_ranks_.end() && it->second < best_rank) {
+        best_rank = it->second;
+        best = k;
+      }
+    }
+    if (best_rank == std::numeric_limits<int32_t>::max()) break;
+    const std::string a = symbols[best], b = symbols[best + 1];
+    std::vector<std::string> merged;
+    merged.reserve(symbols.size());
+    for (size_t k = 0; k < symbols.size(); ++k) {
+      if (k + 1 < symbols.size() && symbols[k] == a && symbols[k + 1] == b) {
+        merged.push_back(a + b);
+        ++k;
+      } else {
+        merged.push_back(std::move(symbols[k]));
+      }
+    }
+    symbols = std::move(merged);
+  }
+  for (const std::string& s : symbols) {
+    auto it = vocab_.find(s);
+    if (it != vocab_.end()) {
+      ids->push_back(it->second);
+    } else if (unk_id_) {
+      ids->push_back(*unk_id_);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer: symbol '", s, "' is not in the vocabulary and there is no unk token"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
+  auto added = added_by_id_.find(id);
+  if (added != added_by_id_.end()) {
+    const AddedToken& a = added_[added->second];
+    if (a.special && skip_special) return "";
+    return a.content;
+  }
+  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return "";
+  const std::string& tok = id_to_token_[id];
+  const ByteMap& bm = Bytes();
+  std::string out;
+  for (size_t i = 0; i < tok.size();) {
+    const char32_t cp = NextCodePoint(tok, &i);
+    auto it = bm.cp_to_byte.find(cp);
+    if (it != bm.cp_to_byte.end()) {
+      out.push_back(static_cast<char>(it->second));
+    } else {
+      AppendUtf8(cp, &out);
+    }
+  }
+  return out;
+}
+
+std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::string bytes;
+  for (int32_t id : ids) bytes += TokenBytes(id, skip_special);
+  return Utf8Sanitize(bytes);
+}
+
+}  // namespace tessera

@@ -1,0 +1,84 @@
+// HF tokenizer.json byte-level BPE (GPT-2, Llama-3, Qwen2 style) with the
+// special-token settings of tokenizer_config.json.
+//
+// Supported: model BPE (merges as "a b" strings or [a, b] pairs), pre-tokenizers
+// ByteLevel / Split (Regex or String, Isolated or Removed) / Sequence, decoder
+// ByteLevel, added tokens split out before pre-tokenization. Other pipelines
+// (SentencePiece Metaspace, WordPiece, normalizers) are refused by FromDir
+// with a message naming the component.
+//
+// Thread safety: immutable after construction; Encode and Decode may be called
+// from any thread.
+#ifndef TESSERA_SERVER_MODEL_TOKENIZER_H_
+#define TESSERA_SERVER_MODEL_TOKENIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tessera {
+
+class Tokenizer {
+ public:
+  // Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromDir(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view tokenizer_json,
+                                                             std::string_view config_json,
+                                                             const std::string& source);
+  ~Tokenizer();
+
+  // Text to ids. Added tokens written in the text map to their ids. BOS is
+  // prepended when the tokenizer config asks for it and add_special is true.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              bool add_special = true) const;
+
+  // Raw bytes of one token: the byte-level decoding of a vocabulary token, or
+  // an added token's content (empty for special tokens when skip_special).
+  // These bytes need not be valid UTF-8 on their own.
+  std::string TokenBytes(int32_t id, bool skip_special) const;
+
+  // Whole-sequence decode; ill-formed UTF-8 becomes U+FFFD.
+  std::string Decode(const std::vector<int32_t>& ids, bool skip_special) const;
+
+  int32_t vocab_size() const { return vocab_size_; }
+  bool IsSpecial(int32_t id) const;
+  std::optional<int32_t> bos_id() const { return bos_id_; }
+  std::optional<int32_t> eos_id() const { return eos_id_; }
+  bool add_bos() const { return add_bos_; }
+  std::optional<int32_t> TokenToId(std::string_view token) const;
+
+ private:
+  struct PreTokenizerStep;
+  struct AddedToken {
+    int32_t id;
+    std::string content;
+    bool special;
+  };
+
+  Tokenizer() = default;
+  absl::Status EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const;
+  absl::Status PreTokenize(std::string_view text, std::vector<std::string>* pieces) const;
+  absl::Status Bpe(const std::string& piece, std::vector<int32_t>* ids) const;
+
+  std::unordered_map<std::string, int32_t> vocab_;
+  std::vector<std::string> id_to_token_;  // vocabulary token strings by id
+  std::unordered_map<std::string, int32_t> merge_ranks_;
+  std::vector<AddedToken> added_;
+  std::unordered_map<int32_t, size_t> added_by_id_;
+  std::vector<std::unique_ptr<PreTokenizerStep>> pre_steps_;
+  std::optional<int32_t> unk_id_;
+  std::optional<int32_t> bos_id_;
+  std::optional<int32_t> eos_id_;
+  bool add_bos_ = false;
+  int32_t vocab_size_ = 0;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_MODEL_TOKENIZER_H_

@@ -1,0 +1,88 @@
+#include "server/model/safetensors.h"
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+#include "tests/support/fixtures.h"
+
+namespace tessera {
+namespace {
+
+using testing::TempDir;
+
+std::vector<uint8_t> FloatBytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(v.size() * 4);
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// A raw file: 8-byte length, header text, then data bytes.
+std::string RawFile(const std::string& header, size_t data_bytes, uint64_t claimed_len = 0) {
+  std::string s(8, '\0');
+  const uint64_t n = claimed_len ? claimed_len : header.size();
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(n >> (8 * i));
+  return s + header + std::string(data_bytes, '\0');
+}
+
+TEST(SafetensorsTest, WriteThenReadAllDtypes) {
+  TempDir dir;
+  std::vector<TensorToWrite> ts;
+  ts.push_back({"a", DType::kF32, {2, 3}, FloatBytes({1, 2, 3, 4, 5, -6})});
+  std::vector<uint8_t> bf(4);
+  const uint16_t one = FloatToBf16(1.0f), half = FloatToBf16(-0.5f);
+  std::memcpy(bf.data(), &one, 2);
+  std::memcpy(bf.data() + 2, &half, 2);
+  ts.push_back({"b", DType::kBF16, {2}, bf});
+  std::vector<uint8_t> f16 = {0x00, 0x3C, 0x00, 0xC0};  // 1.0, -2.0
+  ts.push_back({"c", DType::kF16, {2}, f16});
+  ASSERT_TRUE(WriteSafetensors(dir.Join("x.safetensors"), ts).ok());
+  auto f = SafetensorsFile::Open(dir.Join("x.safetensors"));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->Find("a")->ToFloat(), (std::vector<float>{1, 2, 3, 4, 5, -6}));
+  EXPECT_EQ((*f)->Find("b")->ToFloat(), (std::vector<float>{1.0f, -0.5f}));
+  EXPECT_EQ((*f)->Find("c")->ToFloat(), (std::vector<float>{1.0f, -2.0f}));
+  EXPECT_EQ((*f)->Find("missing"), nullptr);
+}
+
+TEST(SafetensorsTest, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3F80);
+  // 1 + 2^-8 is halfway between two bf16 values: ties to even (down).
+  EXPECT_EQ(FloatToBf16(1.00390625f), 0x3F80);
+  EXPECT_EQ(FloatToBf16(1.01171875f), 0x3F82);  // 1 + 3*2^-8 ties up to even
+}
+
+void ExpectOpenFails(const std::string& content, const std::string& needle) {
+  TempDir dir;
+  const std::string path = dir.Join("bad.safetensors");
+  testing::WriteFileOrDie(path, content);
+  auto f = SafetensorsFile::Open(path);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find(path), std::string::npos) << f.status();
+  EXPECT_NE(f.status().message().find(needle), std::string::npos) << f.status();
+}
+
+TEST(SafetensorsTest, RejectsTruncatedAndCorruptFiles) {
+  ExpectOpenFails("abc", "too short");
+  ExpectOpenFails(RawFile("{}", 0, 1000), "exceeds the file size");
+  ExpectOpenFails(RawFile("{not json", 0), "not valid JSON");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8),
+                  "past the end of the data");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8),
+                  "unsupported dtype 'I64'");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
+                  "needs 12");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[2]}})", 8), "data_offsets");
+}
+
+TEST(SafetensorsTest, TruncatedFixtureCheckpoint) {
+  const std::string good = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/model.safetensors");
+  ExpectOpenFails(good.substr(0, good.size() / 2), "past the end of the data");
+}
+
+TEST(SafetensorsTest, MissingFile) {
+  auto f = SafetensorsFile::Open("/nonexistent/x.safetensors");
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,192 @@
+#include "server/model/tokenizer.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+#include "server/model/utf8.h"
+#include "tests/support/fixtures.h"
+
+namespace tessera {
+namespace {
+
+class TokenizerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto t = Tokenizer::FromDir(testing::TinyLlamaModelDir());
+    ASSERT_TRUE(t.ok()) << t.status();
+    tok_ = t->release();
+  }
+  static void TearDownTestSuite() { delete tok_; }
+  static Tokenizer* tok_;
+};
+Tokenizer* TokenizerTest::tok_ = nullptr;
+
+TEST_F(TokenizerTest, FixturePromptsEncodeToRecordedIds) {
+  const auto& prompts = testing::Expected()["prompts"];
+  ASSERT_EQ(prompts.size(), 6u);
+  for (const auto& p : prompts) {
+    auto ids = tok_->Encode(p["text"].get<std::string>());
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, p["ids"].get<std::vector<int32_t>>()) << p["text"];
+  }
+}
+
+TEST_F(TokenizerTest, LongFixturePromptEncodes) {
+  const auto& t = testing::Expected()["position_tests"]["long"];
+  auto ids = tok_->Encode(t["text"].get<std::string>());
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, t["ids"].get<std::vector<int32_t>>());
+}
+
+TEST_F(TokenizerTest, SpecialTokensAndConfig) {
+  EXPECT_EQ(tok_->vocab_size(), 512);
+  EXPECT_EQ(tok_->bos_id(), 0);
+  EXPECT_EQ(tok_->eos_id(), 1);
+  EXPECT_FALSE(tok_->add_bos());  // tokenizer_config.json: add_bos_token=false
+  EXPECT_TRUE(tok_->IsSpecial(1));
+  EXPECT_FALSE(tok_->IsSpecial(300));
+  // Added tokens written in the text are split out whole.
+  auto ids = tok_->Encode("The end.</s>The");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<int32_t>{471, 305, 282, 17, 1, 471}));
+  EXPECT_EQ(tok_->Decode(*ids, /*skip_special=*/false), "The end.</s>The");
+  EXPECT_EQ(tok_->Decode(*ids, /*skip_special=*/true), "The end.The");
+}
+
+TEST_F(TokenizerTest, DecodeMatchesFixtureGreedyText) {
+  // HF decoded the greedy ids with errors="replace" and special tokens kept.
+  for (const char* variant : {"base", "lora", "road", "quant_int4"}) {
+    const auto& r = testing::Expected()["results"][variant];
+    for (size_t p = 0; p < r["greedy"].size(); ++p) {
+      std::vector<int32_t> ids = r["greedy"][p].get<std::vector<int32_t>>();
+      EXPECT_EQ(tok_->Decode(ids, false), r["greedy_text"][p].get<std::string>())
+          << variant << " prompt " << p;
+    }
+  }
+}
+
+std::string RandomUtf8(std::mt19937& rng, int chars) {
+  // Mix of ASCII, Latin-1, CJK, emoji, whitespace and punctuation.
+  static const char32_t kRanges[][2] = {{0x20, 0x7E},     {0x0A, 0x0A},     {0xC0, 0x17F},
+                                        {0x4E00, 0x9FFF}, {0x1F300, 0x1F64F}, {0x3000, 0x303F},
+                                        {0x0400, 0x04FF}, {0x09, 0x09}};
+  std::string s;
+  for (int i = 0; i < chars; ++i) {
+    const auto& r = kRanges[rng() % std::size(kRanges)];
+    AppendUtf8(r[0] + rng() % (r[1] - r[0] + 1), &s);
+  }
+  return s;
+}
+
+TEST_F(TokenizerTest, RoundTripsRandomUtf8) {
+  std::mt19937 rng(42);
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = RandomUtf8(rng, 1 + rng() % 40);
+    auto ids = tok_->Encode(s, /*add_special=*/false);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_EQ(tok_->Decode(*ids, false), s) << "case " << i;
+  }
+  for (const char* s : {"", " ", "  \n\t ", "東京🙂👍🏽 café", "a\u00e9\u0301", "\xF0\x9F\x98\x80x"}) {
+    auto ids = tok_->Encode(s, false);
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(tok_->Decode(*ids, false), s);
+  }
+}
+
+TEST_F(TokenizerTest, InvalidUtf8InputIsRejected) {
+  auto ids = tok_->Encode("abc\xC3");
+  EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TokenizerTest, StreamingDecodeNeverEmitsBrokenUtf8) {
+  // Token-by-token streaming of multi-byte text gives valid pieces whose
+  // concatenation is the whole decode.
+  const std::string text = "Naïve café: “hi” 🙂 東京!";
+  auto ids = tok_->Encode(text);
+  ASSERT_TRUE(ids.ok());
+  Utf8StreamDecoder dec;
+  std::string streamed;
+  for (int32_t id : *ids) {
+    std::string piece = dec.Push(tok_->TokenBytes(id, false));
+    EXPECT_TRUE(IsValidUtf8(piece));
+    streamed += piece;
+  }
+  streamed += dec.Finish();
+  EXPECT_EQ(streamed, text);
+  // Greedy outputs with invalid byte sequences stream to the same text as the
+  // whole-buffer decode.
+  for (const auto& g : testing::Expected()["results"]["base"]["greedy"]) {
+    std::vector<int32_t> gids = g.get<std::vector<int32_t>>();
+    Utf8StreamDecoder d;
+    std::string s;
+    for (int32_t id : gids) {
+      std::string piece = d.Push(tok_->TokenBytes(id, false));
+      EXPECT_TRUE(IsValidUtf8(piece));
+      s += piece;
+    }
+    s += d.Finish();
+    EXPECT_EQ(s, tok_->Decode(gids, false));
+  }
+}
+
+TEST(Utf8Test, ReplacementFollowsMaximalSubparts) {
+  // Python: b"a\xe6\x9d".decode(errors="replace") == "a\ufffd"
+  EXPECT_EQ(Utf8Sanitize("a\xE6\x9D"), "a\xEF\xBF\xBD");
+  // b"\xe6\x9dz" -> "\ufffdz"; b"\xff\x80" -> two replacements
+  EXPECT_EQ(Utf8Sanitize("\xE6\x9Dz"), "\xEF\xBF\xBDz");
+  EXPECT_EQ(Utf8Sanitize("\xFF\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  // Surrogates encoded in UTF-8 (ED A0 80) are ill-formed: 3 replacements.
+  EXPECT_EQ(Utf8Sanitize("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  Utf8StreamDecoder d;
+  EXPECT_EQ(d.Push("\xF0\x9F"), "");
+  EXPECT_EQ(d.Push("\x99"), "");
+  EXPECT_EQ(d.Push("\x82!"), "\xF0\x9F\x99\x82!");
+  EXPECT_EQ(d.Push("\xE6"), "");
+  EXPECT_EQ(d.Finish(), "\xEF\xBF\xBD");
+}
+
+TEST(TokenizerConfigTest, RefusesUnsupportedPipelinesClearly) {
+  const std::string base = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/tokenizer.json");
+  nlohmann::json j = nlohmann::json::parse(base);
+  j["model"]["type"] = "WordPiece";
+  auto t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("x/tokenizer.json"), std::string::npos);
+  EXPECT_NE(t.status().message().find("WordPiece"), std::string::npos);
+
+  j = nlohmann::json::parse(base);
+  j["pre_tokenizer"] = {{"type", "Metaspace"}};
+  t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("Metaspace"), std::string::npos);
+}
+
+TEST(TokenizerConfigTest, Llama3StyleSplitSequenceAndBos) {
+  // Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)] with string
+  // merges and add_bos_token: the shape of Llama-3 tokenizers.
+  const std::string base = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/tokenizer.json");
+  nlohmann::json j = nlohmann::json::parse(base);
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& m : j["model"]["merges"]) merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  j["model"]["merges"] = merges;
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"},
+         {"pattern", {{"Regex", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}}},
+         {"behavior", "Isolated"},
+         {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
+  auto t = Tokenizer::FromJson(j.dump(), R"({"bos_token": "<s>", "add_bos_token": true})", "llama3");
+  ASSERT_TRUE(t.ok()) << t.status();
+  for (const auto& p : testing::Expected()["prompts"]) {
+    auto ids = (*t)->Encode(p["text"].get<std::string>());
+    ASSERT_TRUE(ids.ok());
+    std::vector<int32_t> expected = {0};
+    for (int32_t id : p["ids"]) expected.push_back(id);
+    EXPECT_EQ(*ids, expected);
+  }
+}
+
+}  // namespace
+}  // namespace tessera
