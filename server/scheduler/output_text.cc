@@ -1,0 +1,50 @@
+#include "server/scheduler/output_text.h"
+
+#include <algorithm>
+
+namespace tessera {
+
+OutputText::OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop_strings)
+    : tokenizer_(tokenizer), stop_strings_(std::move(stop_strings)) {}
+
+std::string OutputText::Append(int32_t token_id) {
+  if (stopped_) return "";
+  held_ += decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true));
+  return Release();
+}
+
+std::string OutputText::Flush() {
+  if (stopped_) return "";
+  held_ += decoder_.Finish();
+  std::string out = Release();
+  out += held_;
+  held_.clear();
+  return out;
+}
+
+std::string OutputText::Release() {
+  // Earliest complete match wins.
+  size_t cut = std::string::npos;
+  for (const std::string& s : stop_strings_) cut = std::min(cut, held_.find(s));
+  if (cut != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, cut);
+    held_.clear();
+    return out;
+  }
+  // Hold back the longest suffix that is a proper prefix of a stop string.
+  size_t keep = 0;
+  for (const std::string& s : stop_strings_) {
+    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k) {
+      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+    }
+  }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+}  // namespace tessera

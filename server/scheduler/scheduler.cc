@@ -1,0 +1,329 @@
+#include "server/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/scheduler/output_text.h"
+#include "spdlog/spdlog.h"
+
+namespace tessera {
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
+struct RequestHandle::Wake {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::unique_ptr<Scheduler::Request>> queue;  // guarded by mu
+  int32_t running = 0;                                    // guarded by mu
+  bool stop = false;                                      // guarded by mu
+};
+
+void RequestHandle::Cancel() {
+  if (cancelled_.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(wake_->mu);
+  wake_->cv.notify_all();
+}
+
+struct Scheduler::Request {
+  std::shared_ptr<RequestHandle> handle;
+  GenerationParams params;
+  GenerationCallbacks callbacks;
+  int32_t max_new = 0;  // after the context-limit clip
+  uint64_t seed = 0;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<OutputText> output;
+  std::vector<int32_t> blocks;
+  int32_t kv_len = 0;
+  std::vector<int32_t> generated;
+  std::string text;
+  std::vector<float> prompt_logits;
+  absl::Time submitted, scheduled, first_token;
+};
+
+namespace {
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+}  // namespace
+
+Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
+                     SchedulerOptions options)
+    : engine_(engine),
+      tokenizer_(tokenizer),
+      eos_ids_(std::move(eos_ids)),
+      options_(options),
+      context_length_(engine->model().config.max_position_embeddings),
+      vocab_size_(engine->model().config.vocab_size),
+      wake_(std::make_shared<RequestHandle::Wake>()) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+std::shared_ptr<RequestHandle> Scheduler::NewHandle() {
+  return std::shared_ptr<RequestHandle>(new RequestHandle(wake_));
+}
+
+absl::Status Scheduler::Validate(const GenerationParams& p) const {
+  const int64_t n = static_cast<int64_t>(p.prompt_ids.size());
+  if (n == 0) {
+    return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (p.prompt_ids[i] < 0 || p.prompt_ids[i] >= vocab_size_) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", p.prompt_ids[i], " at index ", i,
+                                                     " is outside the vocabulary [0, ", vocab_size_, ")"));
+    }
+  }
+  if (n >= context_length_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt has ", n, " tokens but the context limit is ", context_length_,
+        " (prompt plus at least one new token); shorten the prompt"));
+  }
+  if (p.max_new_tokens < 1 || p.max_new_tokens > options_.max_new_tokens_limit) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in [1, ",
+                                                   options_.max_new_tokens_limit, "], got ",
+                                                   p.max_new_tokens));
+  }
+  if (!std::isfinite(p.temperature) || p.temperature < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be >= 0 (0 is greedy), got ", p.temperature));
+  }
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
+  }
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (0 disables it), got ", p.top_k));
+  }
+  if (static_cast<int32_t>(p.stop_strings.size()) > options_.max_stop_strings) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", options_.max_stop_strings,
+                                                   " stop strings are allowed, got ", p.stop_strings.size()));
+  }
+  for (const std::string& s : p.stop_strings) {
+    if (s.empty()) return absl::InvalidArgumentError("stop strings must not be empty");
+  }
+  for (int32_t id : p.stop_token_ids) {
+    if (id < 0 || id >= vocab_size_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop token id ", id, " is outside the vocabulary [0, ", vocab_size_, ")"));
+    }
+  }
+  if (!p.adapter_id.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "adapter '", p.adapter_id,
+        "' is not loaded on this server; omit adapter_id to use the base model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, GenerationParams params,
+                               GenerationCallbacks callbacks) {
+  if (!admitting_.load()) {
+    return absl::UnavailableError("server is shutting down and admits no new requests");
+  }
+  if (absl::Status s = Validate(params); !s.ok()) return s;
+  auto r = std::make_unique<Request>();
+  const int32_t prompt = static_cast<int32_t>(params.prompt_ids.size());
+  r->max_new = std::min(params.max_new_tokens, context_length_ - prompt);
+  const int32_t blocks = engine_->kv_cache().BlocksFor(prompt + r->max_new);
+  if (blocks > engine_->kv_cache().num_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request needs ", prompt + r->max_new, " KV cache tokens but the cache holds ",
+        static_cast<int64_t>(engine_->kv_cache().num_blocks()) * engine_->kv_cache().block_size(),
+        "; raise --kv_cache_tokens or send a shorter request"));
+  }
+  r->seed = params.seed ? *params.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  r->sampler = std::make_unique<Sampler>(
+      SamplingConfig{params.temperature, params.top_k, params.top_p, r->seed});
+  r->output = std::make_unique<OutputText>(*tokenizer_, params.stop_strings);
+  r->handle = std::move(handle);
+  r->params = std::move(params);
+  r->callbacks = std::move(callbacks);
+  r->submitted = absl::Now();
+  std::lock_guard<std::mutex> lock(wake_->mu);
+  if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
+  if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat("request queue is full (", options_.max_queue,
+                                                     " waiting); retry later"));
+  }
+  wake_->queue.push_back(std::move(r));
+  wake_->cv.notify_all();
+  return absl::OkStatus();
+}
+
+void Scheduler::StopAdmitting() { admitting_.store(false); }
+
+void Scheduler::Stop() {
+  admitting_.store(false);
+  {
+    std::lock_guard<std::mutex> lock(wake_->mu);
+    wake_->stop = true;
+    wake_->cv.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Scheduler::WaitIdle(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(wake_->mu);
+  return wake_->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                            [&] { return wake_->queue.empty() && wake_->running == 0; });
+}
+
+void Scheduler::Admit(std::vector<std::unique_ptr<Request>>* cancelled) {
+  // Called with wake_->mu held.
+  auto& queue = wake_->queue;
+  for (auto it = queue.begin(); it != queue.end();) {
+    if ((*it)->handle->cancelled()) {
+      cancelled->push_back(std::move(*it));
+      it = queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  KvCache& kv = engine_->kv_cache();
+  while (!queue.empty() && static_cast<int32_t>(running_.size()) < options_.max_batch_size) {
+    Request& r = *queue.front();
+    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.params.prompt_ids.size()) + r.max_new);
+    if (need > kv.free_blocks()) break;  // FIFO: the head waits for memory
+    r.blocks = *kv.Allocate(need);
+    r.scheduled = absl::Now();
+    running_.push_back(std::move(queue.front()));
+    queue.pop_front();
+  }
+  wake_->running = static_cast<int32_t>(running_.size());
+}
+
+void Scheduler::Loop() {
+  while (true) {
+    std::vector<std::unique_ptr<Request>> cancelled;
+    bool stop;
+    {
+      std::unique_lock<std::mutex> lock(wake_->mu);
+      wake_->cv.wait(lock, [&] { return wake_->stop || !running_.empty() || !wake_->queue.empty(); });
+      stop = wake_->stop;
+      if (stop) {
+        for (auto& r : wake_->queue) cancelled.push_back(std::move(r));
+        wake_->queue.clear();
+      } else {
+        Admit(&cancelled);
+      }
+    }
+    for (auto& r : cancelled) FinishRequest(*r, FinishReason::kCancelled);
+    if (stop) {
+      for (auto& r : running_) FinishRequest(*r, FinishReason::kCancelled);
+      running_.clear();
+      std::lock_guard<std::mutex> lock(wake_->mu);
+      wake_->running = 0;
+      wake_->cv.notify_all();
+      return;
+    }
+    // Drop running requests whose client went away.
+    for (auto& r : running_) {
+      if (r->handle->cancelled()) FinishRequest(*r, FinishReason::kCancelled);
+    }
+    std::erase_if(running_, [](const std::unique_ptr<Request>& r) { return r->handle == nullptr; });
+    if (!running_.empty()) RunStep();
+    std::lock_guard<std::mutex> lock(wake_->mu);
+    wake_->running = static_cast<int32_t>(running_.size());
+    wake_->cv.notify_all();
+  }
+}
+
+void Scheduler::RunStep() {
+  BatchPlan plan;
+  for (auto& r : running_) {
+    SequencePlan sp;
+    sp.query_begin = plan.num_tokens();
+    sp.kv_len = r->kv_len;
+    sp.block_table = r->blocks;
+    sp.needs_logits = true;
+    if (r->kv_len == 0) {
+      const auto& ids = r->params.prompt_ids;
+      plan.token_ids.insert(plan.token_ids.end(), ids.begin(), ids.end());
+      for (int32_t i = 0; i < static_cast<int32_t>(ids.size()); ++i) plan.positions.push_back(i);
+      sp.query_len = static_cast<int32_t>(ids.size());
+    } else {
+      plan.token_ids.push_back(r->generated.back());
+      plan.positions.push_back(r->kv_len);
+      sp.query_len = 1;
+    }
+    plan.sequences.push_back(std::move(sp));
+  }
+  if (absl::Status s = engine_->Step(plan, &logits_); !s.ok()) {
+    spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());
+    for (auto& r : running_) {
+      FinishRequest(*r, FinishReason::kCancelled, absl::InternalError(absl::StrCat("engine failure: ", s.message())));
+    }
+    running_.clear();
+    return;
+  }
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Request& r = *running_[i];
+    const float* row = logits_.data() + i * vocab_size_;
+    if (r.kv_len == 0 && r.params.return_prompt_logits) r.prompt_logits.assign(row, row + vocab_size_);
+    r.kv_len += plan.sequences[i].query_len;
+    const int32_t token = r.sampler->Sample(row, vocab_size_);
+    if (r.generated.empty()) r.first_token = now;
+    r.generated.push_back(token);
+
+    std::optional<FinishReason> finish;
+    GenerationDelta delta;
+    delta.token_ids.push_back(token);
+    const bool is_eos = !r.params.ignore_eos &&
+                        std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+    const bool is_stop_token = std::find(r.params.stop_token_ids.begin(), r.params.stop_token_ids.end(),
+                                         token) != r.params.stop_token_ids.end();
+    if (is_eos) {
+      finish = FinishReason::kEos;
+    } else if (is_stop_token) {
+      finish = FinishReason::kStop;
+    } else {
+      delta.text = r.output->Append(token);
+      if (r.output->stopped()) finish = FinishReason::kStop;
+    }
+    if (!finish && static_cast<int32_t>(r.generated.size()) >= r.max_new) finish = FinishReason::kLength;
+    if (finish && *finish != FinishReason::kStop) delta.text += r.output->Flush();
+    r.text += delta.text;
+    if (r.callbacks.on_delta) r.callbacks.on_delta(delta);
+    if (finish) FinishRequest(r, *finish);
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Request>& r) { return r->handle == nullptr; });
+}
+
+void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status status) {
+  if (!r.blocks.empty()) {
+    engine_->kv_cache().Free(r.blocks);
+    r.blocks.clear();
+  }
+  if (reason == FinishReason::kCancelled) r.text += r.output->Flush();
+  const absl::Time end = absl::Now();
+  GenerationResult res;
+  res.status = std::move(status);
+  res.token_ids = std::move(r.generated);
+  res.text = std::move(r.text);
+  res.finish_reason = reason;
+  res.prompt_tokens = static_cast<int32_t>(r.params.prompt_ids.size());
+  res.completion_tokens = static_cast<int32_t>(res.token_ids.size());
+  const absl::Time scheduled = r.scheduled == absl::Time() ? end : r.scheduled;
+  res.queue_ms = Ms(scheduled - r.submitted);
+  res.time_to_first_token_ms = res.token_ids.empty() ? 0 : Ms(r.first_token - r.submitted);
+  res.total_ms = Ms(end - r.submitted);
+  res.seed = r.seed;
+  res.prompt_logits = std::move(r.prompt_logits);
+  spdlog::debug("request {} finished: {} after {} tokens, {:.1f} ms", r.params.request_id,
+                FinishReasonName(reason), res.completion_tokens, res.total_ms);
+  if (r.callbacks.on_finish) r.callbacks.on_finish(std::move(res));
+  r.handle.reset();  // marks the request finished
+}
+
+}  // namespace tessera
