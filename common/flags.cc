@@ -1,0 +1,33 @@
+#include "common/flags.h"
+
+namespace tessera {
+
+std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool rest = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && !rest) {
+      if (a == "--") {
+        rest = true;
+      } else if (a.size() > 2 && a[0] == '-') {
+        const size_t start = a[1] == '-' ? 2 : 1;
+        const size_t end = a.find('=');
+        for (size_t k = start; k < std::min(end, a.size()); ++k) {
+          if (a[k] == '-') a[k] = '_';
+        }
+      }
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::vector<char*> ArgvPointers(std::vector<std::string>& args) {
+  std::vector<char*> ptrs;
+  for (std::string& a : args) ptrs.push_back(a.data());
+  ptrs.push_back(nullptr);
+  return ptrs;
+}
+
+}  // namespace tessera

@@ -1,0 +1,82 @@
+#include "server/api/request_conversion.h"
+
+#include <limits>
+
+namespace tessera {
+
+absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& req,
+                                                    const Tokenizer& tokenizer) {
+  GenerationParams p;
+  switch (req.prompt_case()) {
+    case v1::GenerateRequest::kText: {
+      if (req.text().empty()) {
+        return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
+      }
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(req.text());
+      if (!ids.ok()) return ids.status();
+      p.prompt_ids = *std::move(ids);
+      break;
+    }
+    case v1::GenerateRequest::kTokenIds:
+      p.prompt_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      break;
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
+  }
+  const v1::SamplingParams& s = req.sampling();
+  if (s.has_max_new_tokens()) {
+    p.max_new_tokens = static_cast<int32_t>(std::min<uint32_t>(s.max_new_tokens(), std::numeric_limits<int32_t>::max()));
+  } else {
+    p.max_new_tokens = kDefaultMaxNewTokens;
+  }
+  p.temperature = s.temperature();
+  p.top_k = static_cast<int32_t>(std::min<uint32_t>(s.top_k(), std::numeric_limits<int32_t>::max()));
+  p.top_p = s.has_top_p() ? s.top_p() : 1.0f;
+  if (s.has_seed()) p.seed = s.seed();
+  p.stop_strings.assign(req.stopping().stop().begin(), req.stopping().stop().end());
+  p.stop_token_ids.assign(req.stopping().stop_token_ids().begin(), req.stopping().stop_token_ids().end());
+  p.ignore_eos = req.stopping().ignore_eos();
+  p.adapter_id = req.adapter_id();
+  p.request_id = req.request_id();
+  return p;
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+namespace {
+template <typename Message>
+void FillSummary(const GenerationResult& r, Message* m) {
+  m->set_finish_reason(ToProto(r.finish_reason));
+  m->mutable_usage()->set_prompt_tokens(r.prompt_tokens);
+  m->mutable_usage()->set_completion_tokens(r.completion_tokens);
+  m->mutable_timings()->set_queue_ms(r.queue_ms);
+  m->mutable_timings()->set_time_to_first_token_ms(r.time_to_first_token_ms);
+  m->mutable_timings()->set_total_ms(r.total_ms);
+  m->set_seed(r.seed);
+}
+}  // namespace
+
+void FillResponse(const GenerationResult& r, v1::GenerateResponse* response) {
+  response->mutable_token_ids()->Assign(r.token_ids.begin(), r.token_ids.end());
+  response->set_text(r.text);
+  FillSummary(r, response);
+}
+
+void FillFinalStreamMessage(const GenerationResult& r, v1::GenerateStreamResponse* m) {
+  FillSummary(r, m);
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+}  // namespace tessera

@@ -1,0 +1,30 @@
+// Conversions between the tessera.v1 API messages and the scheduler's types.
+// Parameter checks live in Scheduler::Submit, so the server and the offline
+// batch tool reject exactly the same requests.
+#ifndef TESSERA_SERVER_API_REQUEST_CONVERSION_H_
+#define TESSERA_SERVER_API_REQUEST_CONVERSION_H_
+
+#include "absl/status/statusor.h"
+#include "grpcpp/support/status.h"
+#include "server/model/tokenizer.h"
+#include "server/scheduler/generation.h"
+#include "tessera/v1/inference.pb.h"
+
+namespace tessera {
+
+inline constexpr int32_t kDefaultMaxNewTokens = 16;
+
+// Tokenizes text prompts; fills defaults for unset fields.
+absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& request,
+                                                    const Tokenizer& tokenizer);
+
+v1::FinishReason ToProto(FinishReason reason);
+void FillResponse(const GenerationResult& result, v1::GenerateResponse* response);
+void FillFinalStreamMessage(const GenerationResult& result, v1::GenerateStreamResponse* message);
+
+// absl and gRPC share status codes.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_API_REQUEST_CONVERSION_H_

@@ -1,0 +1,101 @@
+#include "server/serving_stack.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
+#include "kernels/cuda/device_query.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+
+namespace tessera {
+
+std::vector<int32_t> CollectEosIds(const Model& model, const Tokenizer& tokenizer) {
+  std::vector<int32_t> ids = model.config.eos_token_ids;
+  const std::string gen = (std::filesystem::path(model.dir) / "generation_config.json").string();
+  std::ifstream in(gen);
+  if (in) {
+    try {
+      nlohmann::json j = nlohmann::json::parse(in);
+      if (j.contains("eos_token_id")) {
+        const auto& v = j["eos_token_id"];
+        if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+        if (v.is_array()) {
+          for (const auto& e : v) ids.push_back(e.get<int32_t>());
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: ignored ({})", gen, e.what());
+    }
+  }
+  if (tokenizer.eos_id()) ids.push_back(*tokenizer.eos_id());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOptions& o) {
+  if (o.model_dir.empty()) {
+    return absl::InvalidArgumentError("no model given: pass --model DIR (an HF model folder)");
+  }
+  if (o.max_batch_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_batch_size must be >= 1, got ", o.max_batch_size));
+  }
+  if (o.num_threads < 0) return absl::InvalidArgumentError("--threads must be >= 0 (0: every core)");
+  auto stack = std::make_unique<ServingStack>();
+  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(o.model_dir);
+  if (!model.ok()) return model.status();
+  stack->model = *std::move(model);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromDir(o.model_dir);
+  if (!tok.ok()) return tok.status();
+  stack->tokenizer = *std::move(tok);
+  const ModelConfig& c = stack->model->config;
+  if (stack->tokenizer->vocab_size() > c.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.model_dir, ": tokenizer.json has ", stack->tokenizer->vocab_size(),
+        " tokens but config.json's vocab_size is ", c.vocab_size, " (tokenizer from another model?)"));
+  }
+
+  EngineOptions eo;
+  eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
+  eo.kv_block_size = o.kv_block_size;
+  eo.kv_cache_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens
+                                             : static_cast<int64_t>(o.max_batch_size) * c.max_position_embeddings;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*stack->model, eo);
+  if (!engine.ok()) return engine.status();
+  stack->engine = *std::move(engine);
+
+  SchedulerOptions so;
+  so.max_batch_size = o.max_batch_size;
+  so.max_queue = o.max_queue;
+  so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : c.max_position_embeddings;
+  const std::vector<int32_t> eos = CollectEosIds(*stack->model, *stack->tokenizer);
+  stack->scheduler = std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so);
+  stack->scheduler->Start();
+  spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}",
+               eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size);
+  return stack;
+}
+
+v1::ServerInfoResponse ServingStack::Info() const {
+  const ModelConfig& c = model->config;
+  v1::ServerInfoResponse info;
+  info.set_model(model->name);
+  info.set_architecture(c.architecture);
+  info.set_dtype(DTypeTorchName(model->checkpoint_dtype));
+  info.set_compute_dtype("float32");
+  info.set_context_length(c.max_position_embeddings);
+  info.set_vocab_size(c.vocab_size);
+  // Adapter kinds appear here as their loaders land (adapter issue).
+  info.set_version(kVersion);
+  info.set_max_batch_size(scheduler->options().max_batch_size);
+  info.set_max_new_tokens_limit(scheduler->options().max_new_tokens_limit);
+  info.set_quantization("none");
+  info.set_backend("cpu");
+  return info;
+}
+
+}  // namespace tessera

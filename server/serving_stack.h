@@ -1,0 +1,47 @@
+// The model, tokenizer, engine and scheduler of one process, built from a
+// model folder. Shared by tessera-server and tessera-batch so both load,
+// validate and schedule in exactly the same way.
+#ifndef TESSERA_SERVER_SERVING_STACK_H_
+#define TESSERA_SERVER_SERVING_STACK_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/engine/engine.h"
+#include "server/model/model.h"
+#include "server/model/tokenizer.h"
+#include "server/scheduler/scheduler.h"
+#include "tessera/v1/inference.pb.h"
+
+namespace tessera {
+
+struct ServingOptions {
+  std::string model_dir;
+  int num_threads = 0;          // 0: every core
+  int32_t max_batch_size = 8;
+  int32_t max_queue = 1024;
+  int32_t max_new_tokens_limit = 0;  // 0: the context length
+  int64_t kv_cache_tokens = 0;  // 0: max_batch_size full contexts
+  int32_t kv_block_size = 16;
+};
+
+struct ServingStack {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> scheduler;  // started
+
+  v1::ServerInfoResponse Info() const;
+};
+
+// Loads and validates everything; the scheduler is running on success.
+absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOptions& options);
+
+// EOS ids: config.json's, generation_config.json's and the tokenizer's.
+std::vector<int32_t> CollectEosIds(const Model& model, const Tokenizer& tokenizer);
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_SERVING_STACK_H_
