@@ -28,6 +28,7 @@ ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
 ABSL_FLAG(std::string, adapter, "", "adapter id (empty: base model)");
 ABSL_FLAG(bool, json, false, "print responses as JSON (one object per line when streaming)");
 ABSL_FLAG(double, timeout, 600, "seconds to wait for the response");
+ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
 
 namespace tessera {
 namespace {
@@ -134,7 +135,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate needs --prompt TEXT\n");
     return 2;
   }
-  auto client = tessera::TesseraClient::Connect(absl::GetFlag(FLAGS_server));
+  auto client = tessera::TesseraClient::Connect(absl::GetFlag(FLAGS_server),
+                                               absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)));
   if (!client.ok()) return tessera::Error(client.status());
   return command == "generate" ? tessera::Generate(**client) : tessera::Info(**client);
 }

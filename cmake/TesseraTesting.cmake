@@ -9,9 +9,6 @@ function(tessera_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} tessera_test_support GTest::gtest_main GTest::gmock)
-  target_compile_definitions(${name} PRIVATE
-    TESSERA_FIXTURES_DIR="${TESSERA_FIXTURES_DIR}"
-    TESSERA_BINARY_DIR="${CMAKE_BINARY_DIR}")
   set(labels ${ARG_LABELS})
   if(NOT labels)
     set(labels unit)

@@ -91,7 +91,9 @@ int Run() {
   if (!server || port == 0) {
     return Fail(absl::StrCat("cannot listen on '", listen, "' (address in use, or not host:port?)"));
   }
+  // "" is the whole server; the named entry lets probes ask for the API.
   server->GetHealthCheckService()->SetServingStatus(true);
+  server->GetHealthCheckService()->SetServingStatus(v1::Inference::service_full_name(), true);
   const std::string host = listen.substr(0, listen.rfind(':'));
   spdlog::info("serving {} on {}:{}", (*stack)->model->name, host, port);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {

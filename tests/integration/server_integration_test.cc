@@ -1,0 +1,340 @@
+// Starts the real tessera-server on a loopback ephemeral port with the
+// fixture model and talks to it through the real client library.
+#include <signal.h>
+
+#include <thread>
+
+#include "client/tessera_client.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "server/model/tokenizer.h"
+#include "server/model/utf8.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/subprocess.h"
+
+namespace tessera {
+namespace {
+
+using testing::Greedy;
+using testing::PromptIds;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = testing::ServerProcess::Start(testing::TinyLlamaModelDir()).release();
+    ASSERT_NE(server_, nullptr);
+    auto c = TesseraClient::Connect(server_->address());
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = c->release();
+    tokenizer_ = Tokenizer::FromDir(testing::TinyLlamaModelDir())->release();
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    delete server_;
+    delete tokenizer_;
+  }
+
+  static v1::GenerateRequest GreedyRequest(int prompt, bool as_text) {
+    v1::GenerateRequest r;
+    if (as_text) {
+      r.set_text(testing::Expected()["prompts"][prompt]["text"].get<std::string>());
+    } else {
+      for (int32_t id : PromptIds(prompt)) r.mutable_token_ids()->add_ids(id);
+    }
+    r.mutable_sampling()->set_max_new_tokens(16);
+    r.mutable_stopping()->set_ignore_eos(true);
+    return r;
+  }
+
+  static testing::ServerProcess* server_;
+  static TesseraClient* client_;
+  static Tokenizer* tokenizer_;
+};
+testing::ServerProcess* ServerTest::server_ = nullptr;
+TesseraClient* ServerTest::client_ = nullptr;
+Tokenizer* ServerTest::tokenizer_ = nullptr;
+
+TEST_F(ServerTest, GenerateReturnsFixtureGreedyTokens) {
+  for (int p = 0; p < 6; ++p) {
+    auto r = client_->Generate(GreedyRequest(p, /*as_text=*/true));
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::vector<int32_t> ids(r->token_ids().begin(), r->token_ids().end());
+    EXPECT_EQ(ids, Greedy("base", p)) << "prompt " << p;
+    EXPECT_EQ(r->text(), tokenizer_->Decode(ids, /*skip_special=*/true));
+    EXPECT_EQ(r->finish_reason(), v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(r->usage().prompt_tokens(), PromptIds(p).size());
+    EXPECT_EQ(r->usage().completion_tokens(), 16u);
+    EXPECT_GE(r->timings().total_ms(), r->timings().time_to_first_token_ms());
+    EXPECT_GE(r->timings().time_to_first_token_ms(), r->timings().queue_ms());
+  }
+}
+
+TEST_F(ServerTest, GenerateStreamDeliversTheSameTokensInPieces) {
+  for (int p = 0; p < 6; ++p) {
+    std::vector<v1::GenerateStreamResponse> messages;
+    absl::Status s = client_->GenerateStream(GreedyRequest(p, /*as_text=*/false),
+                                             [&](const v1::GenerateStreamResponse& m) { messages.push_back(m); });
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_GE(messages.size(), 2u);
+    std::vector<int32_t> ids;
+    std::string text;
+    for (size_t i = 0; i + 1 < messages.size(); ++i) {
+      EXPECT_EQ(messages[i].finish_reason(), v1::FINISH_REASON_UNSPECIFIED);
+      EXPECT_TRUE(IsValidUtf8(messages[i].text_delta()));
+      ids.insert(ids.end(), messages[i].token_ids().begin(), messages[i].token_ids().end());
+      text += messages[i].text_delta();
+    }
+    const v1::GenerateStreamResponse& last = messages.back();
+    EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(last.usage().completion_tokens(), 16u);
+    EXPECT_EQ(ids, Greedy("base", p)) << "prompt " << p;
+    EXPECT_EQ(text, tokenizer_->Decode(ids, true));
+  }
+}
+
+TEST_F(ServerTest, ConcurrentClientsEachGetTheirOwnAnswer) {
+  std::vector<std::thread> threads;
+  std::vector<std::vector<int32_t>> got(12);
+  for (int i = 0; i < 12; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = client_->Generate(GreedyRequest(i % 6, i % 2 == 0));
+      if (r.ok()) got[i].assign(r->token_ids().begin(), r->token_ids().end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(got[i], Greedy("base", i % 6)) << "request " << i;
+}
+
+TEST_F(ServerTest, ServerInfoDescribesTheModel) {
+  auto info = client_->ServerInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->model(), "model");
+  EXPECT_EQ(info->architecture(), "LlamaForCausalLM");
+  EXPECT_EQ(info->dtype(), "float32");
+  EXPECT_EQ(info->context_length(), 256u);
+  EXPECT_EQ(info->vocab_size(), 512u);
+  EXPECT_EQ(info->backend(), "cpu");
+  EXPECT_EQ(info->quantization(), "none");
+  EXPECT_FALSE(info->version().empty());
+}
+
+TEST_F(ServerTest, HealthServiceReportsServing) {
+  auto stub = grpc::health::v1::Health::NewStub(client_->channel());
+  for (const char* service : {"", "tessera.v1.Inference"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = stub->Check(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << service << ": " << s.error_message();
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+}
+
+TEST_F(ServerTest, ReflectionListsAndDescribesTheApi) {
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(client_->channel());
+  grpc::ClientContext ctx;
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest req;
+  req.set_list_services("");
+  ASSERT_TRUE(stream->Write(req));
+  grpc::reflection::v1alpha::ServerReflectionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  std::vector<std::string> names;
+  for (const auto& s : resp.list_services_response().service()) names.push_back(s.name());
+  EXPECT_NE(std::find(names.begin(), names.end(), "tessera.v1.Inference"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
+
+  req.set_file_containing_symbol("tessera.v1.Inference");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_GE(resp.file_descriptor_response().file_descriptor_proto_size(), 1);
+  google::protobuf::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(resp.file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.package(), "tessera.v1");
+  ASSERT_EQ(file.service_size(), 1);
+  std::vector<std::string> methods;
+  for (const auto& m : file.service(0).method()) methods.push_back(m.name());
+  EXPECT_EQ(methods, (std::vector<std::string>{"Generate", "GenerateStream", "ServerInfo"}));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+struct BadCase {
+  std::string name;
+  std::function<void(v1::GenerateRequest&)> edit;
+  absl::StatusCode code;
+  std::string message;
+};
+
+TEST_F(ServerTest, BadRequestsGetClearStatusesAndTheServerKeepsServing) {
+  const std::vector<BadCase> cases = {
+      {"empty text", [](auto& r) { r.set_text(""); }, absl::StatusCode::kInvalidArgument, "prompt is empty"},
+      {"no prompt", [](auto& r) { r.clear_prompt(); }, absl::StatusCode::kInvalidArgument, "prompt is empty"},
+      {"empty ids", [](auto& r) { r.mutable_token_ids()->clear_ids(); }, absl::StatusCode::kInvalidArgument,
+       "prompt is empty"},
+      {"too long",
+       [](auto& r) {
+         r.mutable_token_ids()->clear_ids();
+         for (int i = 0; i < 300; ++i) r.mutable_token_ids()->add_ids(100);
+       },
+       absl::StatusCode::kInvalidArgument, "context limit is 256"},
+      {"max_new 0", [](auto& r) { r.mutable_sampling()->set_max_new_tokens(0); },
+       absl::StatusCode::kInvalidArgument, "max_new_tokens must be in [1, 256]"},
+      {"max_new huge", [](auto& r) { r.mutable_sampling()->set_max_new_tokens(100000); },
+       absl::StatusCode::kInvalidArgument, "got 100000"},
+      {"top_p 0", [](auto& r) { r.mutable_sampling()->set_top_p(0.0f); }, absl::StatusCode::kInvalidArgument,
+       "top_p must be in (0, 1]"},
+      {"top_p 1.5", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); }, absl::StatusCode::kInvalidArgument,
+       "top_p must be in (0, 1]"},
+      {"temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-0.5f); },
+       absl::StatusCode::kInvalidArgument, "temperature must be >= 0"},
+      {"id too big", [](auto& r) { r.mutable_token_ids()->add_ids(512); }, absl::StatusCode::kInvalidArgument,
+       "prompt token id 512 at index 4 is outside the vocabulary [0, 512)"},
+      {"negative id", [](auto& r) { r.mutable_token_ids()->add_ids(-3); }, absl::StatusCode::kInvalidArgument,
+       "outside the vocabulary"},
+      {"unknown adapter", [](auto& r) { r.set_adapter_id("acme/support-bot"); }, absl::StatusCode::kNotFound,
+       "adapter 'acme/support-bot' is not loaded"},
+      {"empty stop", [](auto& r) { r.mutable_stopping()->add_stop(""); }, absl::StatusCode::kInvalidArgument,
+       "stop strings must not be empty"},
+  };
+  for (const BadCase& c : cases) {
+    for (bool stream : {false, true}) {
+      v1::GenerateRequest req = GreedyRequest(0, /*as_text=*/false);
+      c.edit(req);
+      absl::Status s;
+      if (stream) {
+        int messages = 0;
+        s = client_->GenerateStream(req, [&](const auto&) { ++messages; });
+        EXPECT_EQ(messages, 0) << c.name;
+      } else {
+        s = client_->Generate(req).status();
+      }
+      EXPECT_EQ(s.code(), c.code) << c.name << (stream ? " (stream): " : ": ") << s;
+      EXPECT_NE(s.message().find(c.message), std::string::npos) << c.name << ": " << s;
+    }
+  }
+  auto r = client_->Generate(GreedyRequest(1, true));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::vector<int32_t>(r->token_ids().begin(), r->token_ids().end()), Greedy("base", 1));
+}
+
+TEST_F(ServerTest, ClientCancellationFreesTheRequest) {
+  auto stub = v1::Inference::NewStub(client_->channel());
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req = GreedyRequest(2, true);
+    req.mutable_sampling()->set_max_new_tokens(200);
+    auto reader = stub->GenerateStream(&ctx, req);
+    v1::GenerateStreamResponse m;
+    ASSERT_TRUE(reader->Read(&m));
+    ctx.TryCancel();
+    while (reader->Read(&m)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.error_code() == grpc::StatusCode::CANCELLED || s.ok()) << s.error_message();
+  }
+  auto r = client_->Generate(GreedyRequest(3, true));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::vector<int32_t>(r->token_ids().begin(), r->token_ids().end()), Greedy("base", 3));
+}
+
+TEST(ServerLifecycleTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--shutdown-grace", "20s"});
+  ASSERT_NE(server, nullptr);
+  auto client = TesseraClient::Connect(server->address());
+  ASSERT_TRUE(client.ok());
+  v1::GenerateRequest req;
+  req.set_text("Once upon a time");
+  req.mutable_sampling()->set_max_new_tokens(200);
+  req.mutable_stopping()->set_ignore_eos(true);
+  std::atomic<int> messages{0};
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  absl::Status stream_status;
+  std::thread t([&] {
+    stream_status = (*client)->GenerateStream(req, [&](const v1::GenerateStreamResponse& m) {
+      if (messages.fetch_add(1) == 0) server->process().Signal(SIGTERM);
+      if (m.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) reason = m.finish_reason();
+    });
+  });
+  t.join();
+  EXPECT_TRUE(stream_status.ok()) << stream_status;
+  EXPECT_EQ(reason, v1::FINISH_REASON_LENGTH);  // finished, not cancelled
+  EXPECT_EQ(messages.load(), 201);              // every token, then the summary
+  std::optional<int> code = server->process().Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.has_value()) << "server did not exit";
+  EXPECT_EQ(*code, 0) << server->Log();
+  EXPECT_NE(server->Log().find("received SIGTERM"), std::string::npos);
+}
+
+// Bad model folders stop the server at start with a message naming the file
+// and the problem: exit code 1, never a crash.
+void ExpectStartFails(const std::string& model_dir, const std::vector<std::string>& needles) {
+  testing::CommandResult r = testing::RunCommand(
+      {testing::BinaryPath("server/tessera-server"), "--model", model_dir, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
+}
+
+TEST(BadModelFolderTest, MissingFolder) {
+  ExpectStartFails("/nonexistent/tiny", {"/nonexistent/tiny", "does not exist"});
+}
+
+TEST(BadModelFolderTest, TruncatedSafetensors) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  const std::string w = testing::ReadFileOrDie(dir.Join("model.safetensors"));
+  testing::WriteFileOrDie(dir.Join("model.safetensors"), w.substr(0, 6));
+  ExpectStartFails(dir.path(), {dir.Join("model.safetensors"), "too short"});
+}
+
+TEST(BadModelFolderTest, HeaderOffsetPastTheEnd) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  std::string w = testing::ReadFileOrDie(dir.Join("model.safetensors"));
+  // Drop the last tensor's bytes: its data_offsets now point past the end.
+  testing::WriteFileOrDie(dir.Join("model.safetensors"), w.substr(0, w.size() - 256));
+  ExpectStartFails(dir.path(), {dir.Join("model.safetensors"), "point past the end of the data"});
+}
+
+TEST(BadModelFolderTest, UnknownDtype) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  std::string w = testing::ReadFileOrDie(dir.Join("model.safetensors"));
+  const size_t at = w.find("\"F32\"");
+  ASSERT_NE(at, std::string::npos);
+  w.replace(at, 5, "\"Q9X\"");
+  testing::WriteFileOrDie(dir.Join("model.safetensors"), w);
+  ExpectStartFails(dir.path(), {dir.Join("model.safetensors"), "unsupported dtype 'Q9X'"});
+}
+
+TEST(BadModelFolderTest, ShapeDisagreesWithConfig) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  nlohmann::json j = nlohmann::json::parse(testing::ReadFileOrDie(dir.Join("config.json")));
+  j["hidden_size"] = 96;
+  testing::WriteFileOrDie(dir.Join("config.json"), j.dump());
+  ExpectStartFails(dir.path(), {"model.embed_tokens.weight", "[512, 64]", "[512, 96]"});
+}
+
+TEST(BadModelFolderTest, BadConfigAndTokenizer) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  testing::WriteFileOrDie(dir.Join("config.json"), "{\"architectures\": [\"LlamaForCausalLM\"");
+  ExpectStartFails(dir.path(), {dir.Join("config.json"), "not valid JSON"});
+  testing::CopyModelTo(dir.path());
+  std::filesystem::remove(dir.Join("tokenizer.json"));
+  ExpectStartFails(dir.path(), {dir.Join("tokenizer.json"), "cannot open"});
+}
+
+TEST(BadFlagsTest, UnusableListenAddress) {
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
+                                                  testing::TinyLlamaModelDir(), "--listen", "not-an-address"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot listen on 'not-an-address'"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tessera

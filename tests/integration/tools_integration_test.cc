@@ -1,0 +1,145 @@
+// The tessera CLI against a real server, and tessera-batch end to end.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/subprocess.h"
+
+namespace tessera {
+namespace {
+
+using nlohmann::json;
+using testing::BinaryPath;
+using testing::Greedy;
+using testing::PromptIds;
+using testing::RunCommand;
+
+std::vector<json> ReadJsonLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+std::string PromptText(int p) { return testing::Expected()["prompts"][p]["text"].get<std::string>(); }
+
+TEST(CliTest, GenerateInfoAndErrors) {
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir());
+  ASSERT_NE(server, nullptr);
+  const std::string cli = BinaryPath("client/tessera");
+
+  auto r = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(1),
+                       "--max-new-tokens", "16", "--ignore-eos", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json j = json::parse(r.output);
+  EXPECT_EQ(j["token_ids"].get<std::vector<int32_t>>(), Greedy("base", 1));
+  EXPECT_EQ(j["finish_reason"], "FINISH_REASON_LENGTH");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 28);
+
+  // Streaming text output equals the unary text (plus the trailing newline).
+  auto plain = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(3),
+                           "--max-new-tokens", "12", "--ignore-eos"});
+  auto streamed = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(3),
+                              "--max-new-tokens", "12", "--ignore-eos", "--stream"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.output;
+  EXPECT_EQ(plain.output, streamed.output);
+
+  // Seeded sampling is reproducible through the CLI.
+  std::vector<std::string> sample = {cli, "generate", "--server", server->address(), "--prompt", "Once upon",
+                                     "--temperature", "0.9", "--top-p", "0.9", "--seed", "5", "--json"};
+  auto a = RunCommand(sample), b = RunCommand(sample);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(json::parse(a.output)["token_ids"], json::parse(b.output)["token_ids"]);
+  EXPECT_EQ(json::parse(a.output)["seed"], "5");
+
+  auto info = RunCommand({cli, "info", "--server", server->address()});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("LlamaForCausalLM"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("context length: 256"), std::string::npos) << info.output;
+
+  auto bad = RunCommand({cli, "generate", "--server", server->address(), "--prompt", "x", "--top-p", "2"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("error: INVALID_ARGUMENT: top_p must be in (0, 1]"), std::string::npos) << bad.output;
+
+  auto usage = RunCommand({cli, "frobnicate"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.output.find("unknown command 'frobnicate'"), std::string::npos) << usage.output;
+}
+
+TEST(CliTest, NoServerIsAClearError) {
+  // A port nothing listens on (the server we start and stop frees it).
+  std::string address;
+  {
+    auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir());
+    ASSERT_NE(server, nullptr);
+    address = server->address();
+  }
+  auto r = RunCommand({BinaryPath("client/tessera"), "info", "--server", address, "--connect-timeout", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("cannot reach a Tessera server at " + address), std::string::npos) << r.output;
+}
+
+TEST(BatchTest, OfflineBatchMatchesFixtureLogitsAndTokens) {
+  testing::TempDir dir;
+  {
+    std::ofstream in(dir.Join("in.jsonl"));
+    for (int p = 0; p < 6; ++p) {
+      json line = {{"id", "p" + std::to_string(p)}, {"max_new_tokens", 16}, {"ignore_eos", true},
+                   {"return_logits", "last"}};
+      if (p % 2 == 0) {
+        line["prompt"] = PromptText(p);
+      } else {
+        line["prompt_ids"] = PromptIds(p);
+      }
+      in << line.dump() << "\n";
+      if (p == 2) in << "\n";  // blank lines are skipped
+    }
+    in << json({{"id", 99}, {"prompt", "The end."}, {"max_new_tokens", 2}}).dump() << "\n";
+  }
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                       dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--threads", "2",
+                       "--max-batch-size", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(out.size(), 7u);
+  for (int p = 0; p < 6; ++p) {
+    EXPECT_EQ(out[p]["id"], "p" + std::to_string(p));
+    EXPECT_EQ(out[p]["token_ids"].get<std::vector<int32_t>>(), Greedy("base", p)) << p;
+    EXPECT_EQ(out[p]["finish_reason"], "length");
+    std::vector<float> logits = out[p]["last_logits"].get<std::vector<float>>();
+    EXPECT_LE(testing::MaxAbsDiff(logits, testing::ExpectedTensor("base/" + std::to_string(p))), 1e-4f) << p;
+  }
+  EXPECT_EQ(out[6]["id"], 99);
+  EXPECT_FALSE(out[6].contains("last_logits"));
+  EXPECT_EQ(out[6]["token_ids"].size(), 2u);
+}
+
+TEST(BatchTest, BadLineFailsBeforeAnyOutput) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Join("in.jsonl"),
+                          "{\"id\":1,\"prompt\":\"ok\"}\n{\"id\":2,\"prompt\":\"x\",\"top_p\":0}\n");
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                       dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:2: top_p must be in (0, 1]"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("out.jsonl")));
+
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), "{\"id\":1,\"prompt\":\"ok\",\"tempreature\":1}\n");
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                  dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:1: unknown field 'tempreature'"), std::string::npos) << r.output;
+
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), "{\"id\":1,\"prompt\":\"ok\"\n");
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                  dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:1: not valid JSON"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tessera
