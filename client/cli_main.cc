@@ -7,8 +7,6 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/tessera_client.h"
@@ -118,10 +116,7 @@ int Info(TesseraClient& client) {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(tessera::kUsage);
-  std::vector<std::string> args = tessera::NormalizeFlagNames(argc, argv);
-  std::vector<char*> ptrs = tessera::ArgvPointers(args);
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), ptrs.data());
+  const std::vector<std::string> rest = tessera::ParseFlags(argc, argv, tessera::kUsage);
   if (rest.size() != 2) {
     std::fprintf(stderr, "%s\n", tessera::kUsage);
     return 2;

@@ -1,5 +1,10 @@
 #include "common/flags.h"
 
+#include <algorithm>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+
 namespace tessera {
 
 std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
@@ -23,11 +28,14 @@ std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
   return out;
 }
 
-std::vector<char*> ArgvPointers(std::vector<std::string>& args) {
+std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
   std::vector<char*> ptrs;
   for (std::string& a : args) ptrs.push_back(a.data());
   ptrs.push_back(nullptr);
-  return ptrs;
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), ptrs.data());
+  return std::vector<std::string>(rest.begin(), rest.end());
 }
 
 }  // namespace tessera

@@ -12,8 +12,10 @@ namespace tessera {
 // "--" are left alone. The returned strings back the argv.
 std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
 
-// Builds a char* array over args (valid while args lives).
-std::vector<char*> ArgvPointers(std::vector<std::string>& args);
+// Sets the usage text, accepts dashed flag names, parses absl flags (exiting
+// on --help or an unknown flag) and returns the positional arguments, the
+// program name first.
+std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage);
 
 }  // namespace tessera
 

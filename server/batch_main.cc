@@ -15,8 +15,6 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
@@ -181,13 +179,10 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  const std::vector<std::string> rest = tessera::ParseFlags(argc, argv,
       "Offline batch inference.\n  tessera-batch --model DIR --input in.jsonl --output out.jsonl");
-  std::vector<std::string> args = tessera::NormalizeFlagNames(argc, argv);
-  std::vector<char*> ptrs = tessera::ArgvPointers(args);
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), ptrs.data());
   if (rest.size() > 1) {
-    std::fprintf(stderr, "tessera-batch: unexpected argument '%s' (see --help)\n", rest[1]);
+    std::fprintf(stderr, "tessera-batch: unexpected argument '%s' (see --help)\n", rest[1].c_str());
     return 2;
   }
   return tessera::Run();

@@ -8,8 +8,6 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -122,14 +120,11 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  const std::vector<std::string> rest = tessera::ParseFlags(argc, argv,
       "Serves a Llama-family model over gRPC.\n"
       "  tessera-server --model DIR [--listen HOST:PORT] [--threads N] [--max-batch-size N]");
-  std::vector<std::string> args = tessera::NormalizeFlagNames(argc, argv);
-  std::vector<char*> ptrs = tessera::ArgvPointers(args);
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), ptrs.data());
   if (rest.size() > 1) {
-    std::fprintf(stderr, "tessera-server: unexpected argument '%s' (see --help)\n", rest[1]);
+    std::fprintf(stderr, "tessera-server: unexpected argument '%s' (see --help)\n", rest[1].c_str());
     return 2;
   }
   return tessera::Run();

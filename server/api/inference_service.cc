@@ -9,16 +9,20 @@
 namespace tessera {
 namespace {
 
+// Converts the request and queues it; an error is the status to Finish with.
+absl::Status ConvertAndSubmit(Scheduler* scheduler, const Tokenizer& tokenizer,
+                              const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
+                              GenerationCallbacks callbacks) {
+  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, tokenizer);
+  if (!params.ok()) return params.status();
+  return scheduler->Submit(std::move(handle), *std::move(params), std::move(callbacks));
+}
+
 class GenerateReactor final : public grpc::ServerUnaryReactor {
  public:
   GenerateReactor(Scheduler* scheduler, const Tokenizer& tokenizer, const v1::GenerateRequest& request,
                   v1::GenerateResponse* response)
       : handle_(scheduler->NewHandle()) {
-    absl::StatusOr<GenerationParams> params = ToGenerationParams(request, tokenizer);
-    if (!params.ok()) {
-      Finish(ToGrpcStatus(params.status()));
-      return;
-    }
     GenerationCallbacks cb;
     cb.on_finish = [this, response](GenerationResult result) {
       if (!result.status.ok()) {
@@ -28,7 +32,7 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
       FillResponse(result, response);
       Finish(grpc::Status::OK);
     };
-    absl::Status s = scheduler->Submit(handle_, *std::move(params), std::move(cb));
+    absl::Status s = ConvertAndSubmit(scheduler, tokenizer, request, handle_, std::move(cb));
     if (!s.ok()) Finish(ToGrpcStatus(s));
   }
 
@@ -43,11 +47,6 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
  public:
   GenerateStreamReactor(Scheduler* scheduler, const Tokenizer& tokenizer, const v1::GenerateRequest& request)
       : handle_(scheduler->NewHandle()) {
-    absl::StatusOr<GenerationParams> params = ToGenerationParams(request, tokenizer);
-    if (!params.ok()) {
-      Finish(ToGrpcStatus(params.status()));
-      return;
-    }
     GenerationCallbacks cb;
     cb.on_delta = [this](const GenerationDelta& d) {
       v1::GenerateStreamResponse m;
@@ -66,7 +65,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
       grpc::Status ok = grpc::Status::OK;
       Enqueue(std::move(m), &ok);
     };
-    absl::Status s = scheduler->Submit(handle_, *std::move(params), std::move(cb));
+    absl::Status s = ConvertAndSubmit(scheduler, tokenizer, request, handle_, std::move(cb));
     if (!s.ok()) Finish(ToGrpcStatus(s));
   }
 
