@@ -79,6 +79,7 @@ absl::Status WriteSafetensors(const std::string& path,
 float Bf16ToFloat(uint16_t v);
 uint16_t FloatToBf16(float f);
 float F16ToFloat(uint16_t v);
+uint16_t FloatToF16(float f);  // round to nearest even; overflow to inf
 
 }  // namespace tessera
 

@@ -1,4 +1,5 @@
 // CPU engine parity with the HF transformers references in the fixtures.
+#include <cstring>
 #include <numeric>
 
 #include "gtest/gtest.h"
@@ -130,6 +131,39 @@ TEST_F(EngineParityTest, Bf16CheckpointMatchesItsReference) {
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base_bf16w/" + std::to_string(p))), kFp32Atol);
     // And stays within bf16 tolerance of the fp32 model.
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base/" + std::to_string(p))), 5e-2f);
+    engine->kv_cache().Free(seq.blocks);
+  }
+}
+
+TEST_F(EngineParityTest, Fp16CheckpointStaysCloseToFp32) {
+  // No HF fp16 reference exists; fp16 weights (11-bit significand) must stay
+  // within a loose bound of the fp32 model and keep its greedy choice.
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  auto src = SafetensorsFile::Open(testing::TinyLlamaModelDir() + "/model.safetensors");
+  ASSERT_TRUE(src.ok());
+  std::vector<TensorToWrite> half;
+  for (const auto& [name, view] : (*src)->tensors()) {
+    TensorToWrite t{name, DType::kF16, view.shape, std::vector<uint8_t>(view.numel() * 2)};
+    std::vector<float> f = view.ToFloat();
+    for (size_t i = 0; i < f.size(); ++i) {
+      const uint16_t h = FloatToF16(f[i]);
+      std::memcpy(t.data.data() + 2 * i, &h, 2);
+    }
+    half.push_back(std::move(t));
+  }
+  ASSERT_TRUE(WriteSafetensors(dir.Join("model.safetensors"), half).ok());
+  auto fp16 = LoadModel(dir.path());
+  ASSERT_TRUE(fp16.ok()) << fp16.status();
+  EXPECT_EQ((*fp16)->checkpoint_dtype, DType::kF16);
+  auto engine = MakeEngine(**fp16, 1);
+  for (int p = 0; p < kNumPrompts; ++p) {
+    std::vector<int32_t> ids = PromptIds(p);
+    Seq seq = NewSeq(*engine, 64);
+    std::vector<float> logits = Run(*engine, seq, ids, Iota(ids.size()));
+    std::vector<float> ref = ExpectedTensor("base/" + std::to_string(p));
+    EXPECT_LE(MaxAbsDiff(logits, ref), 2e-2f) << p;
+    EXPECT_EQ(ArgMax(logits.data(), 512), ArgMax(ref.data(), 512)) << p;
     engine->kv_cache().Free(seq.blocks);
   }
 }

@@ -51,6 +51,17 @@ TEST(SafetensorsTest, Bf16RoundsToNearestEven) {
   EXPECT_EQ(FloatToBf16(1.01171875f), 0x3F82);  // 1 + 3*2^-8 ties up to even
 }
 
+TEST(SafetensorsTest, F16RoundTripsAndRounds) {
+  for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f, 0.333251953125f}) {
+    EXPECT_EQ(F16ToFloat(FloatToF16(f)), f) << f;
+  }
+  EXPECT_EQ(FloatToF16(1.0f), 0x3C00);
+  EXPECT_EQ(FloatToF16(1.0f + 1.0f / 2048), 0x3C00);  // tie to even
+  EXPECT_EQ(FloatToF16(1.0f + 3.0f / 2048), 0x3C02);
+  EXPECT_EQ(FloatToF16(1e6f), 0x7C00);
+  EXPECT_EQ(FloatToF16(-1e-9f), 0x8000);
+}
+
 void ExpectOpenFails(const std::string& content, const std::string& needle) {
   TempDir dir;
   const std::string path = dir.Join("bad.safetensors");
