@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto client = tessera::TesseraClient::Connect(absl::GetFlag(FLAGS_server),
-                                               absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)));
+                                                absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)));
   if (!client.ok()) return tessera::Error(client.status());
   return command == "generate" ? tessera::Generate(**client) : tessera::Info(**client);
 }

@@ -19,7 +19,7 @@ TesseraClient::TesseraClient(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)), inference_(v1::Inference::NewStub(channel_)) {}
 
 absl::StatusOr<std::unique_ptr<TesseraClient>> TesseraClient::Connect(const std::string& address,
-                                                                       absl::Duration timeout) {
+                                                                      absl::Duration timeout) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
@@ -46,7 +46,8 @@ absl::Status TesseraClient::GenerateStream(
     const std::function<void(const v1::GenerateStreamResponse&)>& on_message, absl::Duration deadline) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, deadline);
-  std::unique_ptr<grpc::ClientReader<v1::GenerateStreamResponse>> reader = inference_->GenerateStream(&ctx, request);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateStreamResponse>> reader =
+      inference_->GenerateStream(&ctx, request);
   v1::GenerateStreamResponse m;
   while (reader->Read(&m)) on_message(m);
   return FromGrpcStatus(reader->Finish());

@@ -21,8 +21,8 @@ class TesseraClient {
  public:
   // Creates a channel to address ("host:port"); waits up to connect_timeout
   // for it to become ready (Unavailable otherwise).
-  static absl::StatusOr<std::unique_ptr<TesseraClient>> Connect(const std::string& address,
-                                                                absl::Duration connect_timeout = absl::Seconds(10));
+  static absl::StatusOr<std::unique_ptr<TesseraClient>> Connect(
+      const std::string& address, absl::Duration connect_timeout = absl::Seconds(10));
 
   absl::StatusOr<v1::GenerateResponse> Generate(const v1::GenerateRequest& request,
                                                 absl::Duration deadline = absl::Minutes(10));

@@ -5,9 +5,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define TESSERA_RETURN_IF_ERROR(expr)                   \
-  do {                                                  \
-    if (absl::Status _s = (expr); !_s.ok()) return _s;  \
+#define TESSERA_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    if (absl::Status _s = (expr); !_s.ok()) return _s; \
   } while (0)
 
 #define TESSERA_CONCAT_INNER_(a, b) a##b

@@ -42,9 +42,9 @@ struct Line {
 
 absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, Line* line) {
   if (!j.is_object()) return absl::InvalidArgumentError("line is not a JSON object");
-  static const char* kKnown[] = {"id", "prompt", "prompt_ids", "max_new_tokens", "temperature", "top_k",
-                                 "top_p", "seed", "stop", "stop_token_ids", "ignore_eos", "adapter",
-                                 "return_logits"};
+  static const char* kKnown[] = {"id",         "prompt",  "prompt_ids",   "max_new_tokens", "temperature",
+                                 "top_k",      "top_p",   "seed",         "stop",           "stop_token_ids",
+                                 "ignore_eos", "adapter", "return_logits"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return it.key() == k; }) ==
         std::end(kKnown)) {
@@ -140,7 +140,8 @@ int Run() {
       done.fetch_add(1);
     };
     handles.push_back(scheduler.NewHandle());
-    if (absl::Status s = scheduler.Submit(handles.back(), std::move(lines[i].params), std::move(cb)); !s.ok()) {
+    if (absl::Status s = scheduler.Submit(handles.back(), std::move(lines[i].params), std::move(cb));
+        !s.ok()) {
       return Fail(absl::StrCat(input, ":", lines[i].number, ": ", s.message()));
     }
   }
@@ -156,11 +157,12 @@ int Run() {
     GenerationResult r = results[i].get();
     if (!r.status.ok()) return Fail(absl::StrCat("request ", i + 1, " failed: ", r.status.message()));
     tokens += r.completion_tokens;
-    nlohmann::ordered_json o = {{"id", lines[i].id},
-              {"token_ids", r.token_ids},
-              {"text", r.text},
-              {"finish_reason", FinishReasonName(r.finish_reason)},
-              {"usage", {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}}}};
+    nlohmann::ordered_json o = {
+        {"id", lines[i].id},
+        {"token_ids", r.token_ids},
+        {"text", r.text},
+        {"finish_reason", FinishReasonName(r.finish_reason)},
+        {"usage", {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}}}};
     if (!r.prompt_logits.empty()) o["last_logits"] = r.prompt_logits;
     out << o.dump() << "\n";
   }
@@ -170,8 +172,9 @@ int Run() {
   std::filesystem::rename(tmp, output, ec);
   if (ec) return Fail(absl::StrCat("cannot rename ", tmp, " to ", output, ": ", ec.message()));
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::fprintf(stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s) -> %s\n", results.size(),
-               static_cast<long long>(tokens), secs, secs > 0 ? tokens / secs : 0.0, output.c_str());
+  std::fprintf(stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s) -> %s\n",
+               results.size(), static_cast<long long>(tokens), secs, secs > 0 ? tokens / secs : 0.0,
+               output.c_str());
   return 0;
 }
 
@@ -179,7 +182,8 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(argc, argv,
+  const std::vector<std::string> rest = tessera::ParseFlags(
+      argc, argv,
       "Offline batch inference.\n  tessera-batch --model DIR --input in.jsonl --output out.jsonl");
   if (rest.size() > 1) {
     std::fprintf(stderr, "tessera-batch: unexpected argument '%s' (see --help)\n", rest[1].c_str());

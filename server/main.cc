@@ -30,7 +30,8 @@ ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batc
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "on SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled");
-ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving (for tests and scripts)");
+ABSL_FLAG(std::string, port_file, "",
+          "write the bound port to this file once serving (for tests and scripts)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 
 namespace tessera {
@@ -50,7 +51,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -120,7 +122,8 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(argc, argv,
+  const std::vector<std::string> rest = tessera::ParseFlags(
+      argc, argv,
       "Serves a Llama-family model over gRPC.\n"
       "  tessera-server --model DIR [--listen HOST:PORT] [--threads N] [--max-batch-size N]");
   if (rest.size() > 1) {

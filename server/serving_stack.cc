@@ -62,8 +62,9 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   EngineOptions eo;
   eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
   eo.kv_block_size = o.kv_block_size;
-  eo.kv_cache_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens
-                                             : static_cast<int64_t>(o.max_batch_size) * c.max_position_embeddings;
+  eo.kv_cache_tokens = o.kv_cache_tokens > 0
+                           ? o.kv_cache_tokens
+                           : static_cast<int64_t>(o.max_batch_size) * c.max_position_embeddings;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*stack->model, eo);
   if (!engine.ok()) return engine.status();
   stack->engine = *std::move(engine);

@@ -19,11 +19,11 @@ namespace tessera {
 
 struct ServingOptions {
   std::string model_dir;
-  int num_threads = 0;          // 0: every core
+  int num_threads = 0;  // 0: every core
   int32_t max_batch_size = 8;
   int32_t max_queue = 1024;
   int32_t max_new_tokens_limit = 0;  // 0: the context length
-  int64_t kv_cache_tokens = 0;  // 0: max_batch_size full contexts
+  int64_t kv_cache_tokens = 0;       // 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
 };
 

@@ -10,12 +10,11 @@
 namespace tessera {
 
 absl::Status AttentionCpu(const AttentionArgs& a, ThreadPool& pool) {
-  if (!a.plan || !a.q || !a.k_cache || !a.v_cache || !a.out || a.block_size <= 0 ||
-      a.num_kv_heads <= 0 || a.num_q_heads % a.num_kv_heads != 0 ||
-      a.head_dim <= 0 || a.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Attention: bad arguments q_heads=%d kv_heads=%d head_dim=%d",
-        a.num_q_heads, a.num_kv_heads, a.head_dim));
+  if (!a.plan || !a.q || !a.k_cache || !a.v_cache || !a.out || a.block_size <= 0 || a.num_kv_heads <= 0 ||
+      a.num_q_heads % a.num_kv_heads != 0 || a.head_dim <= 0 || a.head_dim > kMaxHeadDim) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Attention: bad arguments q_heads=%d kv_heads=%d head_dim=%d", a.num_q_heads,
+                        a.num_kv_heads, a.head_dim));
   }
   const BatchPlan& plan = *a.plan;
   // Map each row to its sequence once; then parallelize over (row, head).

@@ -16,9 +16,9 @@ absl::Status KvCacheWriteCpu(const KvCacheWriteArgs& a) {
       const int32_t slot = s.kv_len + i;
       const size_t logical = static_cast<size_t>(slot / a.block_size);
       if (logical >= s.block_table.size()) {
-        return absl::InternalError(absl::StrFormat(
-            "KvCacheWrite: slot %d needs block %d but the table has %d", slot,
-            logical, s.block_table.size()));
+        return absl::InternalError(
+            absl::StrFormat("KvCacheWrite: slot %d needs block %d but the table has %d", slot, logical,
+                            s.block_table.size()));
       }
       const int32_t block = s.block_table[logical];
       if (block < 0 || block >= a.num_blocks) {

@@ -16,16 +16,15 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   }
   float tail = 0;
   for (; i < n; ++i) tail += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-         ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
 }  // namespace
 
 absl::Status LinearCpu(const LinearArgs& a, ThreadPool& pool) {
   if (a.rows < 0 || a.in <= 0 || a.out <= 0 || !a.x || !a.weight || !a.y) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Linear: bad arguments rows=%d in=%d out=%d", a.rows, a.in, a.out));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Linear: bad arguments rows=%d in=%d out=%d", a.rows, a.in, a.out));
   }
   if (a.rows == 0) return absl::OkStatus();
   // Split over output channels so each weight row is read once per call and

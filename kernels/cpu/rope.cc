@@ -8,8 +8,7 @@
 namespace tessera {
 namespace {
 
-void RotateHeads(float* x, int32_t heads, int32_t head_dim, const float* cos_v,
-                 const float* sin_v) {
+void RotateHeads(float* x, int32_t heads, int32_t head_dim, const float* cos_v, const float* sin_v) {
   const int32_t half = head_dim / 2;
   for (int32_t h = 0; h < heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim;
@@ -26,8 +25,8 @@ void RotateHeads(float* x, int32_t heads, int32_t head_dim, const float* cos_v,
 
 absl::Status RopeCpu(const RopeArgs& a, ThreadPool& pool) {
   if (a.head_dim <= 0 || a.head_dim % 2 != 0 || a.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Rope: head_dim=%d must be even and at most %d", a.head_dim, kMaxHeadDim));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Rope: head_dim=%d must be even and at most %d", a.head_dim, kMaxHeadDim));
   }
   if (!a.q || !a.k || !a.positions || !a.inv_freq) {
     return absl::InvalidArgumentError("Rope: null argument");
@@ -43,10 +42,8 @@ absl::Status RopeCpu(const RopeArgs& a, ThreadPool& pool) {
         cos_v[i] = static_cast<float>(std::cos(angle)) * a.attention_scaling;
         sin_v[i] = static_cast<float>(std::sin(angle)) * a.attention_scaling;
       }
-      RotateHeads(a.q + r * a.num_q_heads * a.head_dim, a.num_q_heads, a.head_dim,
-                  cos_v, sin_v);
-      RotateHeads(a.k + r * a.num_kv_heads * a.head_dim, a.num_kv_heads,
-                  a.head_dim, cos_v, sin_v);
+      RotateHeads(a.q + r * a.num_q_heads * a.head_dim, a.num_q_heads, a.head_dim, cos_v, sin_v);
+      RotateHeads(a.k + r * a.num_kv_heads * a.head_dim, a.num_kv_heads, a.head_dim, cos_v, sin_v);
     }
   });
   return absl::OkStatus();

@@ -22,20 +22,17 @@ ThreadPool::~ThreadPool() {
 }
 
 namespace {
-void RunChunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n,
-              int64_t chunks, int64_t index) {
+void RunChunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunks, int64_t index) {
   const int64_t begin = n * index / chunks;
   const int64_t end = n * (index + 1) / chunks;
   if (begin < end) fn(begin, end);
 }
 }  // namespace
 
-void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk,
-                             const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   min_chunk = std::max<int64_t>(1, min_chunk);
-  const int64_t chunks =
-      std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk);
+  const int64_t chunks = std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk);
   if (chunks <= 1) {
     fn(0, n);
     return;

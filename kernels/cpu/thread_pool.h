@@ -26,8 +26,7 @@ class ThreadPool {
 
   // Runs fn(begin, end) over [0, n) split into contiguous chunks of at least
   // min_chunk items, one chunk per thread at most.
-  void ParallelFor(int64_t n, int64_t min_chunk,
-                   const std::function<void(int64_t, int64_t)>& fn);
+  void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void WorkerLoop(int index);

@@ -19,8 +19,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   // scheduler and tokenizer must outlive the service.
   InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer, v1::ServerInfoResponse info);
 
-  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
-                                     const v1::GenerateRequest* request,
+  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
                                      v1::GenerateResponse* response) override;
   grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerateStream(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;

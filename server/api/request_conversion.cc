@@ -25,7 +25,8 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
   }
   const v1::SamplingParams& s = req.sampling();
   if (s.has_max_new_tokens()) {
-    p.max_new_tokens = static_cast<int32_t>(std::min<uint32_t>(s.max_new_tokens(), std::numeric_limits<int32_t>::max()));
+    p.max_new_tokens =
+        static_cast<int32_t>(std::min<uint32_t>(s.max_new_tokens(), std::numeric_limits<int32_t>::max()));
   } else {
     p.max_new_tokens = kDefaultMaxNewTokens;
   }
@@ -43,10 +44,14 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
 
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
-    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -70,9 +75,7 @@ void FillResponse(const GenerationResult& r, v1::GenerateResponse* response) {
   FillSummary(r, response);
 }
 
-void FillFinalStreamMessage(const GenerationResult& r, v1::GenerateStreamResponse* m) {
-  FillSummary(r, m);
-}
+void FillFinalStreamMessage(const GenerationResult& r, v1::GenerateStreamResponse* m) { FillSummary(r, m); }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;

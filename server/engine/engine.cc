@@ -16,13 +16,13 @@
 
 namespace tessera {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model,
-                                                       const EngineOptions& options) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const EngineOptions& options) {
   if (options.num_threads < 1) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be >= 1, got ", options.num_threads));
   }
   if (options.kv_block_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("KV block size must be >= 1, got ", options.kv_block_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV block size must be >= 1, got ", options.kv_block_size));
   }
   if (options.kv_cache_tokens < 1) {
     return absl::InvalidArgumentError(
@@ -78,8 +78,8 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan) const {
     next_row += s.query_len;
     const int64_t needed = kv_cache_.BlocksFor(static_cast<int64_t>(s.kv_len) + s.query_len);
     if (static_cast<int64_t>(s.block_table.size()) < needed) {
-      return absl::InvalidArgumentError(absl::StrCat("block table has ", s.block_table.size(),
-                                                     " blocks, ", needed, " needed"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("block table has ", s.block_table.size(), " blocks, ", needed, " needed"));
     }
     for (int32_t b : s.block_table) {
       if (b < 0 || b >= kv_cache_.num_blocks()) {
@@ -110,13 +110,14 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
   const int64_t hidden = c.hidden_size;
   Reserve(rows);
 
-  TESSERA_RETURN_IF_ERROR(EmbeddingCpu({model_.embed_tokens.data(), plan.token_ids.data(), x_.data(),
-                                        rows, c.vocab_size, hidden}));
+  TESSERA_RETURN_IF_ERROR(EmbeddingCpu(
+      {model_.embed_tokens.data(), plan.token_ids.data(), x_.data(), rows, c.vocab_size, hidden}));
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   for (int32_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = model_.layers[l];
-    TESSERA_RETURN_IF_ERROR(RmsNormCpu({x_.data(), L.input_norm.data(), h_.data(), rows, hidden,
-                                        static_cast<float>(c.rms_norm_eps)}, pool_));
+    TESSERA_RETURN_IF_ERROR(RmsNormCpu(
+        {x_.data(), L.input_norm.data(), h_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps)},
+        pool_));
     TESSERA_RETURN_IF_ERROR(Linear(L.q_proj, h_.data(), rows, q_.data()));
     TESSERA_RETURN_IF_ERROR(Linear(L.k_proj, h_.data(), rows, k_.data()));
     TESSERA_RETURN_IF_ERROR(Linear(L.v_proj, h_.data(), rows, v_.data()));
@@ -156,12 +157,13 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
     TESSERA_RETURN_IF_ERROR(Linear(L.o_proj, attn_.data(), rows, proj_.data()));
     TESSERA_RETURN_IF_ERROR(ResidualAddCpu({x_.data(), proj_.data(), rows * hidden}, pool_));
 
-    TESSERA_RETURN_IF_ERROR(RmsNormCpu({x_.data(), L.post_attention_norm.data(), h_.data(), rows,
-                                        hidden, static_cast<float>(c.rms_norm_eps)}, pool_));
+    TESSERA_RETURN_IF_ERROR(RmsNormCpu({x_.data(), L.post_attention_norm.data(), h_.data(), rows, hidden,
+                                        static_cast<float>(c.rms_norm_eps)},
+                                       pool_));
     TESSERA_RETURN_IF_ERROR(Linear(L.gate_proj, h_.data(), rows, gate_.data()));
     TESSERA_RETURN_IF_ERROR(Linear(L.up_proj, h_.data(), rows, up_.data()));
-    TESSERA_RETURN_IF_ERROR(SwiGluCpu({gate_.data(), up_.data(), gate_.data(),
-                                       rows * c.intermediate_size}, pool_));
+    TESSERA_RETURN_IF_ERROR(
+        SwiGluCpu({gate_.data(), up_.data(), gate_.data(), rows * c.intermediate_size}, pool_));
     TESSERA_RETURN_IF_ERROR(Linear(L.down_proj, gate_.data(), rows, proj_.data()));
     TESSERA_RETURN_IF_ERROR(ResidualAddCpu({x_.data(), proj_.data(), rows * hidden}, pool_));
   }
@@ -179,7 +181,8 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
   logits->resize(static_cast<size_t>(n_out) * c.vocab_size);
   if (n_out == 0) return absl::OkStatus();
   TESSERA_RETURN_IF_ERROR(RmsNormCpu({last_hidden_.data(), model_.final_norm.data(), last_hidden_.data(),
-                                      n_out, hidden, static_cast<float>(c.rms_norm_eps)}, pool_));
+                                      n_out, hidden, static_cast<float>(c.rms_norm_eps)},
+                                     pool_));
   LinearArgs head;
   head.x = last_hidden_.data();
   head.weight = model_.lm_head_weight();

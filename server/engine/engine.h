@@ -26,8 +26,7 @@ struct EngineOptions {
 class Engine {
  public:
   // model must outlive the engine.
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model& model,
-                                                        const EngineOptions& options);
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model& model, const EngineOptions& options);
 
   // Runs the plan. logits is resized to [plan.num_logit_rows(), vocab]: one row
   // per sequence with needs_logits, in plan order, for its last row. Fails with

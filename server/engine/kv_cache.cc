@@ -4,8 +4,8 @@
 
 namespace tessera {
 
-KvCache::KvCache(int32_t num_layers, int32_t num_blocks, int32_t block_size,
-                 int32_t num_kv_heads, int32_t head_dim)
+KvCache::KvCache(int32_t num_layers, int32_t num_blocks, int32_t block_size, int32_t num_kv_heads,
+                 int32_t head_dim)
     : num_blocks_(num_blocks), block_size_(block_size) {
   const size_t floats = static_cast<size_t>(num_blocks) * block_size * num_kv_heads * head_dim;
   k_.assign(num_layers, std::vector<float>(floats));

@@ -15,8 +15,7 @@ namespace tessera {
 
 class KvCache {
  public:
-  KvCache(int32_t num_layers, int32_t num_blocks, int32_t block_size, int32_t num_kv_heads,
-          int32_t head_dim);
+  KvCache(int32_t num_layers, int32_t num_blocks, int32_t block_size, int32_t num_kv_heads, int32_t head_dim);
 
   float* k(int32_t layer) { return k_[layer].data(); }
   float* v(int32_t layer) { return v_[layer].data(); }

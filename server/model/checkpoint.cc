@@ -21,8 +21,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       std::ifstream in(index_path);
       index = nlohmann::json::parse(in);
     } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index_path.string(), ": not valid JSON: ", e.what()));
+      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": not valid JSON: ", e.what()));
     }
     if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
       return absl::InvalidArgumentError(
@@ -46,9 +45,10 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     std::sort(paths.begin(), paths.end());
   }
   if (paths.empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        dir, ": no *.safetensors weights found (PyTorch .bin checkpoints are not supported; "
-             "re-save the model with safe_serialization=True)"));
+    return absl::NotFoundError(
+        absl::StrCat(dir,
+                     ": no *.safetensors weights found (PyTorch .bin checkpoints are not supported; "
+                     "re-save the model with safe_serialization=True)"));
   }
   auto ckpt = std::make_unique<Checkpoint>();
   for (const std::string& p : paths) {
@@ -60,8 +60,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const auto& [name, view] : f->tensors()) {
       auto [it, inserted] = ckpt->index_.emplace(name, Entry{&view, &f->path()});
       if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' appears in both ",
-                                                       *it->second.file, " and ", f->path()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", name, "' appears in both ", *it->second.file, " and ", f->path()));
       }
     }
   }

@@ -15,19 +15,17 @@ class WeightReader {
  public:
   explicit WeightReader(const Checkpoint& ckpt) : ckpt_(ckpt) {}
 
-  absl::Status Read(const std::string& name, const std::vector<int64_t>& shape,
-                    std::vector<float>* out) {
+  absl::Status Read(const std::string& name, const std::vector<int64_t>& shape, std::vector<float>* out) {
     Checkpoint::Entry e = ckpt_.Find(name);
     if (!e.view) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, "' with shape ", ShapeString(shape),
-          " is missing from the checkpoint (config.json and the weights disagree)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' with shape ", ShapeString(shape),
+                       " is missing from the checkpoint (config.json and the weights disagree)"));
     }
     if (e.view->shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(
           *e.file, ": tensor '", name, "' has shape ", ShapeString(e.view->shape),
-          " but config.json implies ", ShapeString(shape),
-          " (config.json from another model size?)"));
+          " but config.json implies ", ShapeString(shape), " (config.json from another model size?)"));
     }
     if (!dtype_set_) {
       dtype_ = e.view->dtype;
@@ -37,8 +35,7 @@ class WeightReader {
     return absl::OkStatus();
   }
 
-  absl::Status ReadLinear(const std::string& prefix, int64_t out, int64_t in, bool bias,
-                          LinearWeights* w) {
+  absl::Status ReadLinear(const std::string& prefix, int64_t out, int64_t in, bool bias, LinearWeights* w) {
     w->out = out;
     w->in = in;
     if (absl::Status s = Read(prefix + ".weight", {out, in}, &w->weight); !s.ok()) return s;
@@ -59,8 +56,7 @@ class WeightReader {
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError(absl::StrCat("model folder '", dir,
-                                            "' does not exist or is not a directory"));
+    return absl::NotFoundError(absl::StrCat("model folder '", dir, "' does not exist or is not a directory"));
   }
   absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((fs::path(dir) / "config.json").string());
   if (!config.ok()) return config.status();
@@ -78,7 +74,9 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
   const int64_t kv_out = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
 
   WeightReader r(**ckpt);
-  if (absl::Status s = r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens); !s.ok()) return s;
+  if (absl::Status s = r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens);
+      !s.ok())
+    return s;
   if (absl::Status s = r.Read("model.norm.weight", {hidden}, &model->final_norm); !s.ok()) return s;
   if (!c.tie_word_embeddings) {
     if (absl::Status s = r.Read("lm_head.weight", {c.vocab_size, hidden}, &model->lm_head); !s.ok()) return s;
@@ -89,20 +87,27 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     absl::Status s;
     if (s = r.Read(p + "input_layernorm.weight", {hidden}, &L.input_norm); !s.ok()) return s;
-    if (s = r.Read(p + "post_attention_layernorm.weight", {hidden}, &L.post_attention_norm); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "self_attn.q_proj", q_out, hidden, c.attention_bias, &L.q_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "self_attn.k_proj", kv_out, hidden, c.attention_bias, &L.k_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "self_attn.v_proj", kv_out, hidden, c.attention_bias, &L.v_proj); !s.ok()) return s;
+    if (s = r.Read(p + "post_attention_layernorm.weight", {hidden}, &L.post_attention_norm); !s.ok())
+      return s;
+    if (s = r.ReadLinear(p + "self_attn.q_proj", q_out, hidden, c.attention_bias, &L.q_proj); !s.ok())
+      return s;
+    if (s = r.ReadLinear(p + "self_attn.k_proj", kv_out, hidden, c.attention_bias, &L.k_proj); !s.ok())
+      return s;
+    if (s = r.ReadLinear(p + "self_attn.v_proj", kv_out, hidden, c.attention_bias, &L.v_proj); !s.ok())
+      return s;
     if (s = r.ReadLinear(p + "self_attn.o_proj", hidden, q_out, false, &L.o_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "mlp.gate_proj", c.intermediate_size, hidden, false, &L.gate_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "mlp.up_proj", c.intermediate_size, hidden, false, &L.up_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "mlp.down_proj", hidden, c.intermediate_size, false, &L.down_proj); !s.ok()) return s;
+    if (s = r.ReadLinear(p + "mlp.gate_proj", c.intermediate_size, hidden, false, &L.gate_proj); !s.ok())
+      return s;
+    if (s = r.ReadLinear(p + "mlp.up_proj", c.intermediate_size, hidden, false, &L.up_proj); !s.ok())
+      return s;
+    if (s = r.ReadLinear(p + "mlp.down_proj", hidden, c.intermediate_size, false, &L.down_proj); !s.ok())
+      return s;
   }
   model->checkpoint_dtype = r.dtype();
   model->rope_inv_freq = ComputeRopeInvFreq(c);
-  spdlog::info("loaded {} ({}, {} layers, hidden {}, vocab {}, {} tensors from {} file(s), {})",
-               model->name, c.architecture, c.num_hidden_layers, c.hidden_size, c.vocab_size,
-               (*ckpt)->num_tensors(), (*ckpt)->files().size(), DTypeTorchName(model->checkpoint_dtype));
+  spdlog::info("loaded {} ({}, {} layers, hidden {}, vocab {}, {} tensors from {} file(s), {})", model->name,
+               c.architecture, c.num_hidden_layers, c.hidden_size, c.vocab_size, (*ckpt)->num_tensors(),
+               (*ckpt)->files().size(), DTypeTorchName(model->checkpoint_dtype));
   return model;
 }
 

@@ -39,9 +39,7 @@ struct Model {
   std::vector<LayerWeights> layers;
   std::vector<float> rope_inv_freq;  // [head_dim / 2]
 
-  const float* lm_head_weight() const {
-    return lm_head.empty() ? embed_tokens.data() : lm_head.data();
-  }
+  const float* lm_head_weight() const { return lm_head.empty() ? embed_tokens.data() : lm_head.data(); }
 };
 
 // Loads config.json and the safetensors weights of an HF folder. Every failure

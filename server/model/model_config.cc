@@ -40,8 +40,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
   return FromJsonText(ss.str(), path);
 }
 
-absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text,
-                                                      const std::string& source) {
+absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, const std::string& source) {
   auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
   };
@@ -54,8 +53,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text,
   if (!j.is_object()) return fail("not a JSON object");
   ModelConfig c;
   try {
-    if (!j.contains("architectures") || !j["architectures"].is_array() ||
-        j["architectures"].empty()) {
+    if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].empty()) {
       return fail("missing 'architectures'");
     }
     c.architecture = j["architectures"][0].get<std::string>();
@@ -90,9 +88,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text,
     c.num_key_value_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
                                 ? j["num_key_value_heads"].get<int32_t>()
                                 : c.num_attention_heads;
-    c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null()
-                     ? j["head_dim"].get<int32_t>()
-                     : c.hidden_size / c.num_attention_heads;
+    c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? j["head_dim"].get<int32_t>()
+                                                                    : c.hidden_size / c.num_attention_heads;
     c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
     c.tie_word_embeddings = j.value("tie_word_embeddings", false);
     // Qwen2 always has q/k/v biases; its configs do not say so.
@@ -131,8 +128,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text,
           return fail("llama3 rope scaling needs high_freq_factor > low_freq_factor");
         }
       } else if (type != "default" && type != "linear") {
-        return fail(absl::StrCat("rope scaling type '", type,
-                                 "' is not supported (default, linear, llama3)"));
+        return fail(
+            absl::StrCat("rope scaling type '", type, "' is not supported (default, linear, llama3)"));
       }
     }
     if (c.rope_theta <= 0) return fail("'rope_theta' must be positive");
@@ -149,8 +146,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text,
   }
   if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
     return fail(absl::StrCat("num_attention_heads (", c.num_attention_heads,
-                             ") must be a multiple of num_key_value_heads (",
-                             c.num_key_value_heads, ")"));
+                             ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")"));
   }
   if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 256) {
     return fail(absl::StrCat("head_dim ", c.head_dim, " must be even and at most 256"));
@@ -174,8 +170,8 @@ std::vector<float> ComputeRopeInvFreq(const ModelConfig& c) {
       if (wavelen > low_wavelen) {
         f /= rs.factor;
       } else if (wavelen >= high_wavelen) {
-        const double smooth = (old_ctx / wavelen - rs.low_freq_factor) /
-                              (rs.high_freq_factor - rs.low_freq_factor);
+        const double smooth =
+            (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
         f = (1.0 - smooth) * f / rs.factor + smooth * f;
       }
     }

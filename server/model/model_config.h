@@ -13,8 +13,8 @@ namespace tessera {
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3
   double factor = 1.0;
-  double low_freq_factor = 1.0;   // llama3
-  double high_freq_factor = 4.0;  // llama3
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
   int64_t original_max_position_embeddings = 8192;  // llama3
 };
 
@@ -40,8 +40,7 @@ struct ModelConfig {
 
   // Parses and validates; errors name the file and the key.
   static absl::StatusOr<ModelConfig> FromFile(const std::string& path);
-  static absl::StatusOr<ModelConfig> FromJsonText(const std::string& text,
-                                                  const std::string& source);
+  static absl::StatusOr<ModelConfig> FromJsonText(const std::string& text, const std::string& source);
 };
 
 // inv_freq [head_dim / 2] for the config's RoPE, scaling applied. Computed in

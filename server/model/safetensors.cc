@@ -23,26 +23,31 @@ absl::StatusOr<DType> ParseDType(const std::string& s) {
   if (s == "F32") return DType::kF32;
   if (s == "F16") return DType::kF16;
   if (s == "BF16") return DType::kBF16;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported dtype '", s, "' (supported: F32, F16, BF16)"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", s, "' (supported: F32, F16, BF16)"));
 }
 
 }  // namespace
 
 const char* DTypeName(DType d) {
   switch (d) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
   }
   return "?";
 }
 
 const char* DTypeTorchName(DType d) {
   switch (d) {
-    case DType::kF32: return "float32";
-    case DType::kF16: return "float16";
-    case DType::kBF16: return "bfloat16";
+    case DType::kF32:
+      return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
   }
   return "?";
 }
@@ -96,10 +101,10 @@ uint16_t FloatToF16(float f) {
   std::memcpy(&bits, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
   const uint32_t abs = bits & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00;  // NaN
+  if (abs > 0x7f800000) return sign | 0x7e00;   // NaN
   if (abs >= 0x477ff000) return sign | 0x7c00;  // rounds past 65504: inf
-  if (abs < 0x38800000) {  // subnormal or zero in half
-    if (abs < 0x33000000) return sign;  // below half the smallest subnormal
+  if (abs < 0x38800000) {                       // subnormal or zero in half
+    if (abs < 0x33000000) return sign;          // below half the smallest subnormal
     const uint32_t mant = (abs & 0x7fffff) | 0x800000;
     const int shift = 126 - static_cast<int>(abs >> 23);  // value / 2^-24, in mantissa units
     uint32_t half = mant >> shift;
@@ -169,8 +174,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return fail(absl::StrCat("file is ", size,
-                             " bytes, too short for a safetensors header (truncated download?)"));
+    return fail(
+        absl::StrCat("file is ", size, " bytes, too short for a safetensors header (truncated download?)"));
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -203,8 +208,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     const std::string& name = it.key();
     const nlohmann::json& t = it.value();
     auto tfail = [&](const std::string& what) { return fail(absl::StrCat("tensor '", name, "': ", what)); };
-    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") ||
-        !t.contains("data_offsets")) {
+    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets")) {
       return tfail("entry needs dtype, shape and data_offsets");
     }
     if (!t["dtype"].is_string()) return tfail("dtype is not a string");
@@ -218,8 +222,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       view.shape.push_back(d.get<int64_t>());
     }
     const auto& off = t["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
-        !off[1].is_number_unsigned()) {
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
       return tfail("data_offsets must be two non-negative integers");
     }
     const uint64_t begin = off[0].get<uint64_t>();
@@ -230,8 +233,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     const uint64_t expected = static_cast<uint64_t>(view.numel()) * DTypeSize(view.dtype);
     if (end - begin != expected) {
-      return tfail(absl::StrCat("holds ", end - begin, " bytes but shape ", ShapeString(view.shape),
-                                " of ", DTypeName(view.dtype), " needs ", expected));
+      return tfail(absl::StrCat("holds ", end - begin, " bytes but shape ", ShapeString(view.shape), " of ",
+                                DTypeName(view.dtype), " needs ", expected));
     }
     view.data = data + begin;
     view.nbytes = end - begin;

@@ -72,8 +72,7 @@ struct TensorToWrite {
 };
 
 // Writes a safetensors file (header padded to 8 bytes, tensors in name order).
-absl::Status WriteSafetensors(const std::string& path,
-                              const std::vector<TensorToWrite>& tensors);
+absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
 
 // fp32 <-> bf16 (round to nearest even) and fp16 helpers.
 float Bf16ToFloat(uint16_t v);

@@ -132,8 +132,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDir(const std::string&
   const std::string path = (fs::path(dir) / "tokenizer.json").string();
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) {
-    return absl::NotFoundError(absl::StrCat(
-        path, ": cannot open (Tessera needs an HF fast tokenizer: tokenizer.json)"));
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open (Tessera needs an HF fast tokenizer: tokenizer.json)"));
   }
   std::string config_text;
   const std::string config_path = (fs::path(dir) / "tokenizer_config.json").string();
@@ -168,7 +168,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
                                "' is not supported (byte-level BPE tokenizers have none)"));
     }
     if (model.value("byte_fallback", false)) {
-      return fail("byte_fallback BPE (SentencePiece-style) is not supported yet; use a byte-level BPE tokenizer");
+      return fail(
+          "byte_fallback BPE (SentencePiece-style) is not supported yet; use a byte-level BPE tokenizer");
     }
     if (!j.contains("decoder") || j["decoder"].is_null() || j["decoder"].value("type", "") != "ByteLevel") {
       return fail("decoder must be ByteLevel (byte-level BPE); other decoders are not supported yet");
@@ -214,8 +215,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
     }
     // Longest content first, so "<|end|>" wins over a shorter prefix token.
     std::vector<AddedToken> sorted = t->added_;
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](const AddedToken& x, const AddedToken& y) { return x.content.size() > y.content.size(); });
+    std::stable_sort(sorted.begin(), sorted.end(), [](const AddedToken& x, const AddedToken& y) {
+      return x.content.size() > y.content.size();
+    });
     t->added_ = std::move(sorted);
     t->added_by_id_.clear();
     for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_id_[t->added_[i].id] = i;
@@ -277,15 +279,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       }
       t->pre_steps_.push_back(std::move(step));
     }
-    if (!has_byte_level) return fail("pre-tokenizer has no ByteLevel stage; only byte-level BPE is supported");
+    if (!has_byte_level)
+      return fail("pre-tokenizer has no ByteLevel stage; only byte-level BPE is supported");
 
     // Special tokens from tokenizer_config.json, falling back to the
     // post-processor template for BOS.
     auto token_id = [&](const json& v) -> std::optional<int32_t> {
       std::string s;
-      if (v.is_string()) s = v.get<std::string>();
-      else if (v.is_object() && v.contains("content")) s = v["content"].get<std::string>();
-      else return std::nullopt;
+      if (v.is_string())
+        s = v.get<std::string>();
+      else if (v.is_object() && v.contains("content"))
+        s = v["content"].get<std::string>();
+      else
+        return std::nullopt;
       return t->TokenToId(s);
     };
     if (cfg.is_object()) {

@@ -35,8 +35,7 @@ class Tokenizer {
 
   // Text to ids. Added tokens written in the text map to their ids. BOS is
   // prepended when the tokenizer config asks for it and add_special is true.
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                              bool add_special = true) const;
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special = true) const;
 
   // Raw bytes of one token: the byte-level decoding of a vocabulary token, or
   // an added token's content (empty for special tokens when skip_special).

@@ -26,9 +26,9 @@ struct GenerationParams {
   std::vector<std::string> stop_strings;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  std::string adapter_id;  // empty: base model
+  std::string adapter_id;             // empty: base model
   bool return_prompt_logits = false;  // logits of the last prompt position
-  std::string request_id;  // for logs
+  std::string request_id;             // for logs
 };
 
 // Tokens produced by one step and the text that became final with them.

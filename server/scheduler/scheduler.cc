@@ -13,10 +13,14 @@ namespace tessera {
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return "length";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -67,7 +71,9 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
 
 Scheduler::~Scheduler() { Stop(); }
 
-void Scheduler::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Scheduler::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 std::shared_ptr<RequestHandle> Scheduler::NewHandle() {
   return std::shared_ptr<RequestHandle>(new RequestHandle(wake_));
@@ -85,14 +91,13 @@ absl::Status Scheduler::Validate(const GenerationParams& p) const {
     }
   }
   if (n >= context_length_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt has ", n, " tokens but the context limit is ", context_length_,
-        " (prompt plus at least one new token); shorten the prompt"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt has ", n, " tokens but the context limit is ", context_length_,
+                     " (prompt plus at least one new token); shorten the prompt"));
   }
   if (p.max_new_tokens < 1 || p.max_new_tokens > options_.max_new_tokens_limit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in [1, ",
-                                                   options_.max_new_tokens_limit, "], got ",
-                                                   p.max_new_tokens));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_new_tokens must be in [1, ", options_.max_new_tokens_limit, "], got ", p.max_new_tokens));
   }
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
     return absl::InvalidArgumentError(
@@ -119,8 +124,7 @@ absl::Status Scheduler::Validate(const GenerationParams& p) const {
   }
   if (!p.adapter_id.empty()) {
     return absl::NotFoundError(absl::StrCat(
-        "adapter '", p.adapter_id,
-        "' is not loaded on this server; omit adapter_id to use the base model"));
+        "adapter '", p.adapter_id, "' is not loaded on this server; omit adapter_id to use the base model"));
   }
   return absl::OkStatus();
 }
@@ -141,9 +145,10 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
         static_cast<int64_t>(engine_->kv_cache().num_blocks()) * engine_->kv_cache().block_size(),
         "; raise --kv_cache_tokens or send a shorter request"));
   }
-  r->seed = params.seed ? *params.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
-  r->sampler = std::make_unique<Sampler>(
-      SamplingConfig{params.temperature, params.top_k, params.top_p, r->seed});
+  r->seed = params.seed ? *params.seed
+                        : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  r->sampler =
+      std::make_unique<Sampler>(SamplingConfig{params.temperature, params.top_k, params.top_p, r->seed});
   r->output = std::make_unique<OutputText>(*tokenizer_, params.stop_strings);
   r->handle = std::move(handle);
   r->params = std::move(params);
@@ -152,8 +157,8 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   std::lock_guard<std::mutex> lock(wake_->mu);
   if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
   if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
-    return absl::ResourceExhaustedError(absl::StrCat("request queue is full (", options_.max_queue,
-                                                     " waiting); retry later"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request queue is full (", options_.max_queue, " waiting); retry later"));
   }
   wake_->queue.push_back(std::move(r));
   wake_->cv.notify_all();
@@ -261,7 +266,8 @@ void Scheduler::RunStep() {
   if (absl::Status s = engine_->Step(plan, &logits_); !s.ok()) {
     spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());
     for (auto& r : running_) {
-      FinishRequest(*r, FinishReason::kCancelled, absl::InternalError(absl::StrCat("engine failure: ", s.message())));
+      FinishRequest(*r, FinishReason::kCancelled,
+                    absl::InternalError(absl::StrCat("engine failure: ", s.message())));
     }
     running_.clear();
     return;
@@ -279,8 +285,8 @@ void Scheduler::RunStep() {
     std::optional<FinishReason> finish;
     GenerationDelta delta;
     delta.token_ids.push_back(token);
-    const bool is_eos = !r.params.ignore_eos &&
-                        std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+    const bool is_eos =
+        !r.params.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
     const bool is_stop_token = std::find(r.params.stop_token_ids.begin(), r.params.stop_token_ids.end(),
                                          token) != r.params.stop_token_ids.end();
     if (is_eos) {

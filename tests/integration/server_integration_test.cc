@@ -74,8 +74,9 @@ TEST_F(ServerTest, GenerateReturnsFixtureGreedyTokens) {
 TEST_F(ServerTest, GenerateStreamDeliversTheSameTokensInPieces) {
   for (int p = 0; p < 6; ++p) {
     std::vector<v1::GenerateStreamResponse> messages;
-    absl::Status s = client_->GenerateStream(GreedyRequest(p, /*as_text=*/false),
-                                             [&](const v1::GenerateStreamResponse& m) { messages.push_back(m); });
+    absl::Status s =
+        client_->GenerateStream(GreedyRequest(p, /*as_text=*/false),
+                                [&](const v1::GenerateStreamResponse& m) { messages.push_back(m); });
     ASSERT_TRUE(s.ok()) << s;
     ASSERT_GE(messages.size(), 2u);
     std::vector<int32_t> ids;
@@ -187,8 +188,8 @@ TEST_F(ServerTest, BadRequestsGetClearStatusesAndTheServerKeepsServing) {
        absl::StatusCode::kInvalidArgument, "got 100000"},
       {"top_p 0", [](auto& r) { r.mutable_sampling()->set_top_p(0.0f); }, absl::StatusCode::kInvalidArgument,
        "top_p must be in (0, 1]"},
-      {"top_p 1.5", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); }, absl::StatusCode::kInvalidArgument,
-       "top_p must be in (0, 1]"},
+      {"top_p 1.5", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); },
+       absl::StatusCode::kInvalidArgument, "top_p must be in (0, 1]"},
       {"temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-0.5f); },
        absl::StatusCode::kInvalidArgument, "temperature must be >= 0"},
       {"id too big", [](auto& r) { r.mutable_token_ids()->add_ids(512); }, absl::StatusCode::kInvalidArgument,
@@ -275,7 +276,8 @@ void ExpectStartFails(const std::string& model_dir, const std::vector<std::strin
   testing::CommandResult r = testing::RunCommand(
       {testing::BinaryPath("server/tessera-server"), "--model", model_dir, "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  for (const std::string& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
+  for (const std::string& n : needles)
+    EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
 }
 
 TEST(BadModelFolderTest, MissingFolder) {
@@ -330,8 +332,9 @@ TEST(BadModelFolderTest, BadConfigAndTokenizer) {
 }
 
 TEST(BadFlagsTest, UnusableListenAddress) {
-  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
-                                                  testing::TinyLlamaModelDir(), "--listen", "not-an-address"});
+  testing::CommandResult r =
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
+                           testing::TinyLlamaModelDir(), "--listen", "not-an-address"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("cannot listen on 'not-an-address'"), std::string::npos) << r.output;
 }

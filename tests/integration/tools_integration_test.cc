@@ -49,8 +49,9 @@ TEST(CliTest, GenerateInfoAndErrors) {
   EXPECT_EQ(plain.output, streamed.output);
 
   // Seeded sampling is reproducible through the CLI.
-  std::vector<std::string> sample = {cli, "generate", "--server", server->address(), "--prompt", "Once upon",
-                                     "--temperature", "0.9", "--top-p", "0.9", "--seed", "5", "--json"};
+  std::vector<std::string> sample = {
+      cli,   "generate", "--server", server->address(), "--prompt", "Once upon", "--temperature",
+      "0.9", "--top-p",  "0.9",      "--seed",          "5",        "--json"};
   auto a = RunCommand(sample), b = RunCommand(sample);
   ASSERT_EQ(a.exit_code, 0) << a.output;
   EXPECT_EQ(json::parse(a.output)["token_ids"], json::parse(b.output)["token_ids"]);
@@ -63,7 +64,8 @@ TEST(CliTest, GenerateInfoAndErrors) {
 
   auto bad = RunCommand({cli, "generate", "--server", server->address(), "--prompt", "x", "--top-p", "2"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.output.find("error: INVALID_ARGUMENT: top_p must be in (0, 1]"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("error: INVALID_ARGUMENT: top_p must be in (0, 1]"), std::string::npos)
+      << bad.output;
 
   auto usage = RunCommand({cli, "frobnicate"});
   EXPECT_EQ(usage.exit_code, 2);
@@ -88,7 +90,9 @@ TEST(BatchTest, OfflineBatchMatchesFixtureLogitsAndTokens) {
   {
     std::ofstream in(dir.Join("in.jsonl"));
     for (int p = 0; p < 6; ++p) {
-      json line = {{"id", "p" + std::to_string(p)}, {"max_new_tokens", 16}, {"ignore_eos", true},
+      json line = {{"id", "p" + std::to_string(p)},
+                   {"max_new_tokens", 16},
+                   {"ignore_eos", true},
                    {"return_logits", "last"}};
       if (p % 2 == 0) {
         line["prompt"] = PromptText(p);

@@ -20,7 +20,8 @@ std::string BinaryPath(const std::string& relative) {
   return std::string(TESSERA_BINARY_DIR) + "/" + relative;
 }
 
-std::unique_ptr<Subprocess> Subprocess::Start(const std::vector<std::string>& argv, const std::string& log_path) {
+std::unique_ptr<Subprocess> Subprocess::Start(const std::vector<std::string>& argv,
+                                              const std::string& log_path) {
   const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return nullptr;
   std::vector<char*> args;
@@ -105,9 +106,15 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
   auto s = std::unique_ptr<ServerProcess>(new ServerProcess());
   s->dir_ = MakeTempDir();
   const std::string port_file = s->dir_ + "/port";
-  std::vector<std::string> argv = {BinaryPath("server/tessera-server"), "--model", model_dir,
-                                   "--listen", "127.0.0.1:0", "--port-file", port_file,
-                                   "--threads", "2"};
+  std::vector<std::string> argv = {BinaryPath("server/tessera-server"),
+                                   "--model",
+                                   model_dir,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--port-file",
+                                   port_file,
+                                   "--threads",
+                                   "2"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   s->process_ = Subprocess::Start(argv, s->dir_ + "/server.log");
   if (!s->process_) {

@@ -95,8 +95,7 @@ TEST_F(EngineParityTest, LastPositionLogitsMatchFp32Reference) {
     std::vector<int32_t> ids = PromptIds(p);
     Seq seq = NewSeq(*engine_, 64);
     std::vector<float> logits = Run(*engine_, seq, ids, Iota(ids.size()));
-    EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base/" + std::to_string(p))), kFp32Atol)
-        << "prompt " << p;
+    EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base/" + std::to_string(p))), kFp32Atol) << "prompt " << p;
     engine_->kv_cache().Free(seq.blocks);
   }
 }

@@ -6,14 +6,15 @@ namespace tessera {
 namespace {
 
 TEST(FlagsTest, DashedNamesBecomeUnderscoresValuesStayIntact) {
-  std::vector<std::string> in = {"prog", "--max-batch-size=8", "--port-file", "/tmp/a-b", "-kv-block-size=4",
-                                 "--stop=a-b", "generate", "--", "--not-a-flag"};
+  std::vector<std::string> in = {
+      "prog",       "--max-batch-size=8", "--port-file", "/tmp/a-b",    "-kv-block-size=4",
+      "--stop=a-b", "generate",           "--",          "--not-a-flag"};
   std::vector<char*> argv;
   for (auto& s : in) argv.push_back(s.data());
   std::vector<std::string> out = NormalizeFlagNames(static_cast<int>(argv.size()), argv.data());
-  EXPECT_EQ(out, (std::vector<std::string>{"prog", "--max_batch_size=8", "--port_file", "/tmp/a-b",
-                                           "-kv_block_size=4", "--stop=a-b", "generate", "--",
-                                           "--not-a-flag"}));
+  EXPECT_EQ(out,
+            (std::vector<std::string>{"prog", "--max_batch_size=8", "--port_file", "/tmp/a-b",
+                                      "-kv_block_size=4", "--stop=a-b", "generate", "--", "--not-a-flag"}));
 }
 
 }  // namespace

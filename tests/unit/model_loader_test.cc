@@ -132,8 +132,10 @@ TEST(ModelLoaderTest, ShardedCheckpointLoadsTheSameWeights) {
   int i = 0;
   for (const auto& [name, view] : (*src)->tensors()) {
     const int s = (i++) % 2;
-    shard[s].push_back({name, view.dtype, view.shape, std::vector<uint8_t>(view.data, view.data + view.nbytes)});
-    index["weight_map"][name] = s == 0 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    shard[s].push_back(
+        {name, view.dtype, view.shape, std::vector<uint8_t>(view.data, view.data + view.nbytes)});
+    index["weight_map"][name] =
+        s == 0 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
   ASSERT_TRUE(WriteSafetensors(dir.Join("model-00001-of-00002.safetensors"), shard[0]).ok());
   ASSERT_TRUE(WriteSafetensors(dir.Join("model-00002-of-00002.safetensors"), shard[1]).ok());
@@ -184,8 +186,8 @@ TEST(RopeScalingTest, Llama3PiecewiseFrequencies) {
     "factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":64}})",
                                      "cfg");
   ASSERT_TRUE(c.ok()) << c.status();
-  const std::vector<float> expected = {1, 0.244384599f, 0.013042256f, 0.00395284708f,
-                                       0.00125f, 0.000395284708f, 0.000125f, 3.95284708e-05f};
+  const std::vector<float> expected = {1,        0.244384599f,    0.013042256f, 0.00395284708f,
+                                       0.00125f, 0.000395284708f, 0.000125f,    3.95284708e-05f};
   std::vector<float> inv = ComputeRopeInvFreq(*c);
   ASSERT_EQ(inv.size(), expected.size());
   for (size_t i = 0; i < inv.size(); ++i) EXPECT_NEAR(inv[i], expected[i], expected[i] * 1e-6) << i;
@@ -194,7 +196,8 @@ TEST(RopeScalingTest, Llama3PiecewiseFrequencies) {
 TEST(RopeScalingTest, UnknownTypeIsRefused) {
   auto c = ModelConfig::FromJsonText(R"({"architectures":["LlamaForCausalLM"],"vocab_size":8,
     "hidden_size":64,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4,
-    "max_position_embeddings":64,"rope_scaling":{"type":"yarn","factor":4.0}})", "cfg.json");
+    "max_position_embeddings":64,"rope_scaling":{"type":"yarn","factor":4.0}})",
+                                     "cfg.json");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("yarn"), std::string::npos);
   EXPECT_NE(c.status().message().find("cfg.json"), std::string::npos);

@@ -80,8 +80,7 @@ TEST(SafetensorsTest, RejectsTruncatedAndCorruptFiles) {
                   "past the end of the data");
   ExpectOpenFails(RawFile(R"({"t":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8),
                   "unsupported dtype 'I64'");
-  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
-                  "needs 12");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "needs 12");
   ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[2]}})", 8), "data_offsets");
 }
 

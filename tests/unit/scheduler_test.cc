@@ -162,8 +162,8 @@ TEST_F(SchedulerTest, EosEndsGenerationUnlessIgnored) {
   EngineOptions eo;
   eo.kv_cache_tokens = 1024;
   engine_ = *Engine::Create(*model_, eo);
-  scheduler_ = std::make_unique<Scheduler>(engine_.get(), tokenizer_, std::vector<int32_t>{334},
-                                           SchedulerOptions{});
+  scheduler_ =
+      std::make_unique<Scheduler>(engine_.get(), tokenizer_, std::vector<int32_t>{334}, SchedulerOptions{});
   scheduler_->Start();
   GenerationParams p = Greedy16(0);
   p.ignore_eos = false;

@@ -67,7 +67,7 @@ TEST_F(TokenizerTest, DecodeMatchesFixtureGreedyText) {
 
 std::string RandomUtf8(std::mt19937& rng, int chars) {
   // Mix of ASCII, Latin-1, CJK, emoji, whitespace and punctuation.
-  static const char32_t kRanges[][2] = {{0x20, 0x7E},     {0x0A, 0x0A},     {0xC0, 0x17F},
+  static const char32_t kRanges[][2] = {{0x20, 0x7E},     {0x0A, 0x0A},       {0xC0, 0x17F},
                                         {0x4E00, 0x9FFF}, {0x1F300, 0x1F64F}, {0x3000, 0x303F},
                                         {0x0400, 0x04FF}, {0x09, 0x09}};
   std::string s;
@@ -86,7 +86,8 @@ TEST_F(TokenizerTest, RoundTripsRandomUtf8) {
     ASSERT_TRUE(ids.ok()) << ids.status();
     ASSERT_EQ(tok_->Decode(*ids, false), s) << "case " << i;
   }
-  for (const char* s : {"", " ", "  \n\t ", "東京🙂👍🏽 café", "a\u00e9\u0301", "\xF0\x9F\x98\x80x"}) {
+  for (const char* s :
+       {"", " ", "  \n\t ", "東京🙂👍🏽 café", "a\u00e9\u0301", "\xF0\x9F\x98\x80x"}) {
     auto ids = tok_->Encode(s, false);
     ASSERT_TRUE(ids.ok());
     EXPECT_EQ(tok_->Decode(*ids, false), s);
@@ -167,13 +168,15 @@ TEST(TokenizerConfigTest, Llama3StyleSplitSequenceAndBos) {
   const std::string base = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/tokenizer.json");
   nlohmann::json j = nlohmann::json::parse(base);
   nlohmann::json merges = nlohmann::json::array();
-  for (const auto& m : j["model"]["merges"]) merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  for (const auto& m : j["model"]["merges"])
+    merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
   j["model"]["merges"] = merges;
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
        {{{"type", "Split"},
-         {"pattern", {{"Regex", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}}},
+         {"pattern",
+          {{"Regex", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}}},
          {"behavior", "Isolated"},
          {"invert", false}},
         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
