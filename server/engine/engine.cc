@@ -94,7 +94,10 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan) const {
 absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows, float* y) {
   LinearArgs a;
   a.x = x;
-  a.weight = w.weight.data();
+  a.format = w.format;
+  a.weight = w.data();
+  a.scales = w.scales.empty() ? nullptr : w.scales.data();
+  a.group_size = w.group_size;
   a.bias = w.bias.empty() ? nullptr : w.bias.data();
   a.y = y;
   a.rows = rows;

@@ -58,10 +58,10 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   }
   for (const auto& f : ckpt->files_) {
     for (const auto& [name, view] : f->tensors()) {
-      auto [it, inserted] = ckpt->index_.emplace(name, Entry{&view, &f->path()});
+      auto [it, inserted] = ckpt->index_.emplace(name, Entry{&view, f.get()});
       if (!inserted) {
         return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", name, "' appears in both ", *it->second.file, " and ", f->path()));
+            absl::StrCat("tensor '", name, "' appears in both ", it->second.file->path(), " and ", f->path()));
       }
     }
   }

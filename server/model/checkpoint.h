@@ -21,7 +21,7 @@ class Checkpoint {
 
   struct Entry {
     const TensorView* view = nullptr;
-    const std::string* file = nullptr;  // path of the file holding it
+    const SafetensorsFile* file = nullptr;  // the file holding it
   };
   // Null view when the tensor is absent.
   Entry Find(const std::string& name) const;

@@ -3,6 +3,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/process_memory.h"
+#include "common/status_macros.h"
 #include "server/model/checkpoint.h"
 #include "spdlog/spdlog.h"
 
@@ -13,101 +16,148 @@ namespace fs = std::filesystem;
 
 class WeightReader {
  public:
-  explicit WeightReader(const Checkpoint& ckpt) : ckpt_(ckpt) {}
+  WeightReader(const Checkpoint& ckpt, const QuantOptions& quant) : ckpt_(ckpt), quant_(quant) {}
 
   absl::Status Read(const std::string& name, const std::vector<int64_t>& shape, std::vector<float>* out) {
-    Checkpoint::Entry e = ckpt_.Find(name);
-    if (!e.view) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' with shape ", ShapeString(shape),
-                       " is missing from the checkpoint (config.json and the weights disagree)"));
-    }
-    if (e.view->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          *e.file, ": tensor '", name, "' has shape ", ShapeString(e.view->shape),
-          " but config.json implies ", ShapeString(shape), " (config.json from another model size?)"));
-    }
-    if (!dtype_set_) {
-      dtype_ = e.view->dtype;
-      dtype_set_ = true;
-    }
+    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(name, shape));
     *out = e.view->ToFloat();
+    e.file->ReleasePages(*e.view);
     return absl::OkStatus();
   }
 
+  // Reads [out, in] and stores it in the configured format, one row at a
+  // time: no fp32 copy of a quantized tensor ever exists.
   absl::Status ReadLinear(const std::string& prefix, int64_t out, int64_t in, bool bias, LinearWeights* w) {
+    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(prefix + ".weight", {out, in}));
     w->out = out;
     w->in = in;
-    if (absl::Status s = Read(prefix + ".weight", {out, in}, &w->weight); !s.ok()) return s;
+    w->format = quant_.format;
+    if (quant_.format == WeightFormat::kF32) {
+      w->weight = e.view->ToFloat();
+    } else {
+      std::vector<float> row(in);
+      const int64_t groups = (in + quant_.group_size - 1) / quant_.group_size;
+      if (quant_.format == WeightFormat::kInt8) {
+        w->qweight.resize(out * in);
+        w->scales.resize(out);
+      } else {
+        w->group_size = quant_.group_size;
+        w->qweight.resize(out * ((in + 1) / 2));
+        w->scales.resize(out * groups);
+      }
+      for (int64_t o = 0; o < out; ++o) {
+        e.view->ToFloatRange(o * in, in, row.data());
+        if (quant_.format == WeightFormat::kInt8) {
+          QuantizeRowInt8(row.data(), in, reinterpret_cast<int8_t*>(w->qweight.data()) + o * in, &w->scales[o]);
+        } else {
+          QuantizeRowInt4(row.data(), in, quant_.group_size, w->qweight.data() + o * ((in + 1) / 2),
+                          w->scales.data() + o * groups);
+        }
+      }
+    }
+    e.file->ReleasePages(*e.view);
     if (bias) return Read(prefix + ".bias", {out}, &w->bias);
     return absl::OkStatus();
   }
 
   DType dtype() const { return dtype_; }
+  int64_t largest_tensor_bytes() const { return largest_; }
 
  private:
+  absl::StatusOr<Checkpoint::Entry> Find(const std::string& name, const std::vector<int64_t>& shape) {
+    Checkpoint::Entry e = ckpt_.Find(name);
+    if (!e.view) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' with shape ", ShapeString(shape),
+                                                     " is missing from the checkpoint (config.json and the "
+                                                     "weights disagree)"));
+    }
+    if (e.view->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(e.file->path(), ": tensor '", name, "' has shape ",
+                                                     ShapeString(e.view->shape), " but config.json implies ",
+                                                     ShapeString(shape), " (config.json from another model size?)"));
+    }
+    if (!dtype_set_) {
+      dtype_ = e.view->dtype;
+      dtype_set_ = true;
+    }
+    largest_ = std::max<int64_t>(largest_, static_cast<int64_t>(e.view->nbytes));
+    return e;
+  }
+
   const Checkpoint& ckpt_;
+  const QuantOptions quant_;
   DType dtype_ = DType::kF32;
   bool dtype_set_ = false;
+  int64_t largest_ = 0;
 };
+
+int64_t VectorBytes(const std::vector<float>& v) { return static_cast<int64_t>(v.size() * sizeof(float)); }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
+int64_t LinearWeights::bytes() const {
+  return VectorBytes(weight) + static_cast<int64_t>(qweight.size()) + VectorBytes(scales) + VectorBytes(bias);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const LoadOptions& options) {
+  const absl::Time start = absl::Now();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("model folder '", dir, "' does not exist or is not a directory"));
   }
-  absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((fs::path(dir) / "config.json").string());
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(dir);
-  if (!ckpt.ok()) return ckpt.status();
+  TESSERA_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromFile((fs::path(dir) / "config.json").string()));
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
 
   auto model = std::make_unique<Model>();
   model->dir = dir;
   model->name = fs::path(dir).lexically_normal().filename().string();
   if (model->name.empty()) model->name = fs::path(dir).lexically_normal().parent_path().filename().string();
-  model->config = *config;
+  model->config = std::move(config);
+  model->quant = options.quant;
   const ModelConfig& c = model->config;
   const int64_t hidden = c.hidden_size;
   const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
   const int64_t kv_out = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
 
-  WeightReader r(**ckpt);
-  if (absl::Status s = r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens);
-      !s.ok())
-    return s;
-  if (absl::Status s = r.Read("model.norm.weight", {hidden}, &model->final_norm); !s.ok()) return s;
+  WeightReader r(*ckpt, options.quant);
+  TESSERA_RETURN_IF_ERROR(r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens));
+  TESSERA_RETURN_IF_ERROR(r.Read("model.norm.weight", {hidden}, &model->final_norm));
   if (!c.tie_word_embeddings) {
-    if (absl::Status s = r.Read("lm_head.weight", {c.vocab_size, hidden}, &model->lm_head); !s.ok()) return s;
+    TESSERA_RETURN_IF_ERROR(r.Read("lm_head.weight", {c.vocab_size, hidden}, &model->lm_head));
   }
+  int64_t weight_bytes = VectorBytes(model->embed_tokens) + VectorBytes(model->final_norm) + VectorBytes(model->lm_head);
   model->layers.resize(c.num_hidden_layers);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     LayerWeights& L = model->layers[i];
     const std::string p = absl::StrCat("model.layers.", i, ".");
-    absl::Status s;
-    if (s = r.Read(p + "input_layernorm.weight", {hidden}, &L.input_norm); !s.ok()) return s;
-    if (s = r.Read(p + "post_attention_layernorm.weight", {hidden}, &L.post_attention_norm); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "self_attn.q_proj", q_out, hidden, c.attention_bias, &L.q_proj); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "self_attn.k_proj", kv_out, hidden, c.attention_bias, &L.k_proj); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "self_attn.v_proj", kv_out, hidden, c.attention_bias, &L.v_proj); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "self_attn.o_proj", hidden, q_out, false, &L.o_proj); !s.ok()) return s;
-    if (s = r.ReadLinear(p + "mlp.gate_proj", c.intermediate_size, hidden, false, &L.gate_proj); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "mlp.up_proj", c.intermediate_size, hidden, false, &L.up_proj); !s.ok())
-      return s;
-    if (s = r.ReadLinear(p + "mlp.down_proj", hidden, c.intermediate_size, false, &L.down_proj); !s.ok())
-      return s;
+    TESSERA_RETURN_IF_ERROR(r.Read(p + "input_layernorm.weight", {hidden}, &L.input_norm));
+    TESSERA_RETURN_IF_ERROR(r.Read(p + "post_attention_layernorm.weight", {hidden}, &L.post_attention_norm));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.q_proj", q_out, hidden, c.attention_bias, &L.q_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.k_proj", kv_out, hidden, c.attention_bias, &L.k_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.v_proj", kv_out, hidden, c.attention_bias, &L.v_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.o_proj", hidden, q_out, false, &L.o_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.gate_proj", c.intermediate_size, hidden, false, &L.gate_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.up_proj", c.intermediate_size, hidden, false, &L.up_proj));
+    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.down_proj", hidden, c.intermediate_size, false, &L.down_proj));
+    weight_bytes += VectorBytes(L.input_norm) + VectorBytes(L.post_attention_norm);
+    for (const LinearWeights* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
+      weight_bytes += w->bytes();
+    }
+    spdlog::debug("loaded layer {}/{}", i + 1, c.num_hidden_layers);
   }
   model->checkpoint_dtype = r.dtype();
   model->rope_inv_freq = ComputeRopeInvFreq(c);
-  spdlog::info("loaded {} ({}, {} layers, hidden {}, vocab {}, {} tensors from {} file(s), {})", model->name,
-               c.architecture, c.num_hidden_layers, c.hidden_size, c.vocab_size, (*ckpt)->num_tensors(),
-               (*ckpt)->files().size(), DTypeTorchName(model->checkpoint_dtype));
+  model->stats.weight_bytes = weight_bytes;
+  model->stats.largest_tensor_bytes = r.largest_tensor_bytes();
+  model->stats.peak_rss_bytes = PeakRssBytes();
+  model->stats.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  spdlog::info(
+      "loaded {} ({}, {} layers, hidden {}, vocab {}, {} tensors from {} file(s), {}) in {:.2f} s; "
+      "quantization {}, weights {:.1f} MiB, largest tensor {:.1f} MiB, peak RSS {:.1f} MiB",
+      model->name, c.architecture, c.num_hidden_layers, c.hidden_size, c.vocab_size, ckpt->num_tensors(),
+      ckpt->files().size(), DTypeTorchName(model->checkpoint_dtype), model->stats.seconds,
+      DescribeQuantization(model->quant), weight_bytes / 1048576.0, model->stats.largest_tensor_bytes / 1048576.0,
+      model->stats.peak_rss_bytes / 1048576.0);
   return model;
 }
 

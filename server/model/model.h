@@ -1,4 +1,6 @@
-// A loaded Llama-family model: config plus fp32 weights for the CPU backend.
+// A loaded Llama-family model: config plus weights for the CPU backend. The
+// decoder's linear layers are quantized while loading (see quantizer.h);
+// embeddings, lm_head and norms stay fp32.
 //
 // Thread safety: immutable after LoadModel; shared read-only by engines.
 #ifndef TESSERA_SERVER_MODEL_MODEL_H_
@@ -9,7 +11,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/linear.h"
 #include "server/model/model_config.h"
+#include "server/model/quantizer.h"
 #include "server/model/safetensors.h"
 
 namespace tessera {
@@ -17,8 +21,17 @@ namespace tessera {
 struct LinearWeights {
   int64_t out = 0;
   int64_t in = 0;
-  std::vector<float> weight;  // [out, in]
-  std::vector<float> bias;    // [out] or empty
+  WeightFormat format = WeightFormat::kF32;
+  int32_t group_size = 0;          // kInt4
+  std::vector<float> weight;       // kF32: [out, in]
+  std::vector<uint8_t> qweight;    // kInt8: int8 [out, in]; kInt4: [out, ceil(in/2)]
+  std::vector<float> scales;       // kInt8: [out]; kInt4: [out, ceil(in/group_size)]
+  std::vector<float> bias;         // [out] or empty
+
+  const void* data() const {
+    return format == WeightFormat::kF32 ? static_cast<const void*>(weight.data()) : qweight.data();
+  }
+  int64_t bytes() const;
 };
 
 struct LayerWeights {
@@ -28,24 +41,40 @@ struct LayerWeights {
   LinearWeights gate_proj, up_proj, down_proj;
 };
 
+struct LoadOptions {
+  QuantOptions quant{WeightFormat::kF32, 128};
+};
+
+// What loading cost, for logs and ServerInfo.
+struct LoadStats {
+  int64_t weight_bytes = 0;          // resident weights after loading
+  int64_t largest_tensor_bytes = 0;  // largest tensor in the checkpoint, as stored
+  int64_t peak_rss_bytes = 0;        // process peak RSS once loading finished
+  double seconds = 0;
+};
+
 struct Model {
   std::string dir;
   std::string name;  // folder name
   ModelConfig config;
   DType checkpoint_dtype = DType::kF32;
+  QuantOptions quant;
   std::vector<float> embed_tokens;  // [vocab, hidden]
   std::vector<float> final_norm;    // [hidden]
   std::vector<float> lm_head;       // [vocab, hidden]; empty when tied
   std::vector<LayerWeights> layers;
   std::vector<float> rope_inv_freq;  // [head_dim / 2]
+  LoadStats stats;
 
   const float* lm_head_weight() const { return lm_head.empty() ? embed_tokens.data() : lm_head.data(); }
 };
 
-// Loads config.json and the safetensors weights of an HF folder. Every failure
-// names the file and the problem: missing folder or file, bad header, unknown
-// dtype, a tensor missing or shaped unlike config.json.
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir);
+// Loads config.json and the safetensors weights of an HF folder, quantizing
+// the linear layers tensor by tensor (row by row), so that peak memory is
+// about the quantized model plus one tensor. Every failure names the file and
+// the problem: missing folder or file, bad header, unknown dtype, a tensor
+// missing or shaped unlike config.json.
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const LoadOptions& options = {});
 
 }  // namespace tessera
 

@@ -125,23 +125,25 @@ int64_t TensorView::numel() const {
   return n;
 }
 
-void TensorView::ToFloat(float* out) const {
-  const int64_t n = numel();
+void TensorView::ToFloat(float* out) const { ToFloatRange(0, numel(), out); }
+
+void TensorView::ToFloatRange(int64_t begin, int64_t n, float* out) const {
+  const uint8_t* p = data + begin * static_cast<int64_t>(DTypeSize(dtype));
   switch (dtype) {
     case DType::kF32:
-      std::memcpy(out, data, n * 4);
+      std::memcpy(out, p, n * 4);
       return;
     case DType::kBF16:
       for (int64_t i = 0; i < n; ++i) {
         uint16_t v;
-        std::memcpy(&v, data + 2 * i, 2);
+        std::memcpy(&v, p + 2 * i, 2);
         out[i] = Bf16ToFloat(v);
       }
       return;
     case DType::kF16:
       for (int64_t i = 0; i < n; ++i) {
         uint16_t v;
-        std::memcpy(&v, data + 2 * i, 2);
+        std::memcpy(&v, p + 2 * i, 2);
         out[i] = F16ToFloat(v);
       }
       return;
@@ -245,6 +247,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 
 SafetensorsFile::~SafetensorsFile() {
   if (mapping_) ::munmap(mapping_, mapping_size_);
+}
+
+void SafetensorsFile::ReleasePages(const TensorView& view) const {
+  if (view.nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(view.data) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(view.data) + view.nbytes;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 const TensorView* SafetensorsFile::Find(const std::string& name) const {

@@ -36,6 +36,8 @@ struct TensorView {
   // Converts to fp32 into out[numel()].
   void ToFloat(float* out) const;
   std::vector<float> ToFloat() const;
+  // Converts elements [begin, begin + count) to fp32.
+  void ToFloatRange(int64_t begin, int64_t count, float* out) const;
 };
 
 std::string ShapeString(const std::vector<int64_t>& shape);
@@ -53,6 +55,10 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const TensorView* Find(const std::string& name) const;
+  // Drops the resident pages under a tensor once it has been copied out, so
+  // that loading keeps at most about one tensor of the file in memory. Later
+  // reads fault the pages back in from the file.
+  void ReleasePages(const TensorView& view) const;
 
  private:
   SafetensorsFile() = default;
