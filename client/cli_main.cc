@@ -101,7 +101,11 @@ int Info(TesseraClient& client) {
   }
   std::cout << "model:          " << r->model() << " (" << r->architecture() << ")\n"
             << "dtype:          " << r->dtype() << ", computes in " << r->compute_dtype() << "\n"
-            << "quantization:   " << r->quantization() << "\n"
+            << "quantization:   " << r->quantization() << " (high precision:";
+  for (const std::string& w : r->high_precision_weights()) std::cout << " " << w;
+  std::cout << ")\n"
+            << "weights:        " << r->weight_bytes() / 1048576.0 << " MiB (load peak RSS "
+            << r->load_peak_rss_bytes() / 1048576.0 << " MiB)\n"
             << "context length: " << r->context_length() << "\n"
             << "vocab size:     " << r->vocab_size() << "\n"
             << "max batch size: " << r->max_batch_size() << "\n"

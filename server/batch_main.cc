@@ -19,14 +19,11 @@
 #include "absl/time/clock.h"
 #include "common/flags.h"
 #include "nlohmann/json.hpp"
-#include "server/serving_stack.h"
+#include "server/serving_flags.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, model, "", "HF model folder");
 ABSL_FLAG(std::string, input, "", "input JSONL file");
 ABSL_FLAG(std::string, output, "", "output JSONL file (written atomically)");
-ABSL_FLAG(int, threads, 0, "CPU threads; 0 uses every core");
-ABSL_FLAG(int, max_batch_size, 8, "most requests decoded together in one step");
 ABSL_FLAG(std::string, log_level, "warn", "trace, debug, info, warn, error");
 
 namespace tessera {
@@ -99,12 +96,10 @@ int Run() {
   std::ifstream in(input);
   if (!in) return Fail(absl::StrCat("cannot open input ", input));
 
-  ServingOptions so;
-  so.model_dir = absl::GetFlag(FLAGS_model);
-  so.num_threads = absl::GetFlag(FLAGS_threads);
-  so.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
-  so.max_queue = std::numeric_limits<int32_t>::max();
-  absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(so);
+  absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
+  if (!so.ok()) return Fail(std::string(so.status().message()));
+  so->max_queue = std::numeric_limits<int32_t>::max();  // every line is queued up front
+  absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot load the model: ", stack.status().message()));
   Scheduler& scheduler = *(*stack)->scheduler;
 

@@ -17,17 +17,10 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/api/inference_service.h"
-#include "server/serving_stack.h"
+#include "server/serving_flags.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, model, "", "HF model folder (config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free port");
-ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
-ABSL_FLAG(int, max_batch_size, 8, "most requests decoded together in one step");
-ABSL_FLAG(int, max_queue, 1024, "most requests waiting for admission; more get RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may ask; 0: the context length");
-ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batch_size full contexts");
-ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "on SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled");
 ABSL_FLAG(std::string, port_file, "",
@@ -68,15 +61,9 @@ int Run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  ServingOptions so;
-  so.model_dir = absl::GetFlag(FLAGS_model);
-  so.num_threads = absl::GetFlag(FLAGS_threads);
-  so.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
-  so.max_queue = absl::GetFlag(FLAGS_max_queue);
-  so.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
-  so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
-  so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
-  absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(so);
+  absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
+  if (!so.ok()) return Fail(absl::StrCat("cannot start: ", so.status().message()));
+  absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot start: ", stack.status().message()));
 
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), (*stack)->Info());

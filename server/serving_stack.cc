@@ -46,7 +46,9 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   }
   if (o.num_threads < 0) return absl::InvalidArgumentError("--threads must be >= 0 (0: every core)");
   auto stack = std::make_unique<ServingStack>();
-  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(o.model_dir);
+  LoadOptions lo;
+  lo.quant = o.quant;
+  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(o.model_dir, lo);
   if (!model.ok()) return model.status();
   stack->model = *std::move(model);
   absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromDir(o.model_dir);
@@ -94,7 +96,10 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_version(kVersion);
   info.set_max_batch_size(scheduler->options().max_batch_size);
   info.set_max_new_tokens_limit(scheduler->options().max_new_tokens_limit);
-  info.set_quantization("none");
+  info.set_quantization(DescribeQuantization(model->quant));
+  for (const char* w : {"embed_tokens", "lm_head", "norms"}) info.add_high_precision_weights(w);
+  info.set_weight_bytes(model->stats.weight_bytes);
+  info.set_load_peak_rss_bytes(model->stats.peak_rss_bytes);
   info.set_backend("cpu");
   return info;
 }

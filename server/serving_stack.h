@@ -25,6 +25,7 @@ struct ServingOptions {
   int32_t max_new_tokens_limit = 0;  // 0: the context length
   int64_t kv_cache_tokens = 0;       // 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
+  QuantOptions quant;  // default int4, group 128
 };
 
 struct ServingStack {

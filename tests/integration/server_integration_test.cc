@@ -118,6 +118,10 @@ TEST_F(ServerTest, ServerInfoDescribesTheModel) {
   EXPECT_EQ(info->vocab_size(), 512u);
   EXPECT_EQ(info->backend(), "cpu");
   EXPECT_EQ(info->quantization(), "none");
+  EXPECT_EQ(std::vector<std::string>(info->high_precision_weights().begin(), info->high_precision_weights().end()),
+            (std::vector<std::string>{"embed_tokens", "lm_head", "norms"}));
+  EXPECT_GT(info->weight_bytes(), 600000u);  // fp32 tiny model: 634 kB of weights
+  EXPECT_GE(info->load_peak_rss_bytes(), info->weight_bytes());
   EXPECT_FALSE(info->version().empty());
 }
 
@@ -329,6 +333,41 @@ TEST(BadModelFolderTest, BadConfigAndTokenizer) {
   testing::CopyModelTo(dir.path());
   std::filesystem::remove(dir.Join("tokenizer.json"));
   ExpectStartFails(dir.path(), {dir.Join("tokenizer.json"), "cannot open"});
+}
+
+TEST(QuantizedServerTest, Int4Group32ServesTheQuantizedReference) {
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
+                                              {"--quantize", "int4", "--quant-group-size", "32"});
+  ASSERT_NE(server, nullptr);
+  auto client = TesseraClient::Connect(server->address());
+  ASSERT_TRUE(client.ok());
+  auto info = (*client)->ServerInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->quantization(), "int4 (group 32)");
+  EXPECT_EQ(info->high_precision_weights_size(), 3);
+  for (int p = 0; p < 6; ++p) {
+    v1::GenerateRequest req;
+    for (int32_t id : PromptIds(p)) req.mutable_token_ids()->add_ids(id);
+    req.mutable_sampling()->set_max_new_tokens(16);
+    req.mutable_stopping()->set_ignore_eos(true);
+    auto r = (*client)->Generate(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(std::vector<int32_t>(r->token_ids().begin(), r->token_ids().end()), Greedy("quant_int4", p));
+  }
+}
+
+TEST(BadFlagsTest, QuantizationFlags) {
+  for (const auto& [flags, needle] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--quantize", "int3"}, "unknown --quantize value 'int3' (use int4, int8 or none)"},
+           {{"--quant-group-size", "12"}, "--quant-group-size must be a positive multiple of 8"},
+           {{"--quant-group-size", "0"}, "--quant-group-size must be a positive multiple of 8"}}) {
+    std::vector<std::string> argv = {testing::BinaryPath("server/tessera-server"), "--model",
+                                     testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    testing::CommandResult r = testing::RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+  }
 }
 
 TEST(BadFlagsTest, UnusableListenAddress) {

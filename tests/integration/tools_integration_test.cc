@@ -106,7 +106,7 @@ TEST(BatchTest, OfflineBatchMatchesFixtureLogitsAndTokens) {
   }
   auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
                        dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--threads", "2",
-                       "--max-batch-size", "3"});
+                       "--max-batch-size", "3", "--quantize", "none"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
   ASSERT_EQ(out.size(), 7u);

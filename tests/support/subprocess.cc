@@ -114,7 +114,9 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
                                    "--port-file",
                                    port_file,
                                    "--threads",
-                                   "2"};
+                                   "2",
+                                   "--quantize",
+                                   "none"};  // tests compare with the fp32 fixtures unless they ask
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   s->process_ = Subprocess::Start(argv, s->dir_ + "/server.log");
   if (!s->process_) {

@@ -1,0 +1,36 @@
+#include "server/serving_flags.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, model, "", "HF model folder (config.json, *.safetensors, tokenizer.json)");
+ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
+ABSL_FLAG(int, max_batch_size, 8, "most requests decoded together in one step");
+ABSL_FLAG(int, max_queue, 1024, "most requests waiting for admission; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may ask; 0: the context length");
+ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batch_size full contexts");
+ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
+ABSL_FLAG(std::string, quantize, "int4", "weight quantization of the linear layers: int4, int8 or none");
+ABSL_FLAG(int64_t, quant_group_size, 128, "int4 group size along the input dimension; a positive multiple of 8");
+
+namespace tessera {
+
+absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
+  ServingOptions so;
+  so.model_dir = absl::GetFlag(FLAGS_model);
+  so.num_threads = absl::GetFlag(FLAGS_threads);
+  so.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  so.max_queue = absl::GetFlag(FLAGS_max_queue);
+  so.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
+  so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
+  so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
+  absl::StatusOr<QuantOptions> quant =
+      ParseQuantOptions(absl::GetFlag(FLAGS_quantize), absl::GetFlag(FLAGS_quant_group_size));
+  if (!quant.ok()) return quant.status();
+  so.quant = *quant;
+  return so;
+}
+
+}  // namespace tessera

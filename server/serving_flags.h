@@ -1,0 +1,18 @@
+// Command-line flags that shape the serving stack (model, engine, scheduler,
+// quantization), shared by tessera-server and tessera-batch.
+#ifndef TESSERA_SERVER_SERVING_FLAGS_H_
+#define TESSERA_SERVER_SERVING_FLAGS_H_
+
+#include "absl/status/statusor.h"
+#include "server/serving_stack.h"
+
+namespace tessera {
+
+// Reads --model, --threads, --max-batch-size, --max-queue,
+// --max-new-tokens-limit, --kv-cache-tokens, --kv-block-size, --quantize and
+// --quant-group-size; fails on values that cannot work.
+absl::StatusOr<ServingOptions> ServingOptionsFromFlags();
+
+}  // namespace tessera
+
+#endif  // TESSERA_SERVER_SERVING_FLAGS_H_
