@@ -262,33 +262,72 @@ const TensorView* SafetensorsFile::Find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
-  nlohmann::json header = nlohmann::json::object();
+absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(const std::string& path,
+                                                                             const std::vector<Spec>& specs) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
   uint64_t offset = 0;
-  std::vector<const TensorToWrite*> order;
-  for (const TensorToWrite& t : tensors) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
-  for (const TensorToWrite* t : order) {
-    header[t->name] = {{"dtype", DTypeName(t->dtype)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + t->data.size()}}};
-    offset += t->data.size();
+  for (const Spec& t : specs) {
+    uint64_t bytes = DTypeSize(t.dtype);
+    for (int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
+    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
   std::string text = header.dump();
   while (text.size() % 8 != 0) text.push_back(' ');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing"));
-  uint8_t len[8];
-  uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  out.write(reinterpret_cast<const char*>(len), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const TensorToWrite* t : order) {
-    out.write(reinterpret_cast<const char*>(t->data.data()), static_cast<std::streamsize>(t->data.size()));
+  std::unique_ptr<SafetensorsWriter> w(new SafetensorsWriter());
+  w->path_ = path;
+  w->expected_ = offset;
+  w->file_ = std::fopen(path.c_str(), "wb");
+  if (!w->file_) {
+    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing: ", std::strerror(errno)));
   }
-  out.close();
-  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  if (std::fwrite(len, 1, 8, w->file_) != 8 || std::fwrite(text.data(), 1, text.size(), w->file_) != text.size()) {
+    return absl::DataLossError(absl::StrCat(path, ": write failed (disk full?)"));
+  }
+  return w;
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (file_) std::fclose(file_);
+}
+
+absl::Status SafetensorsWriter::Append(const void* data, size_t bytes) {
+  if (!file_) return absl::FailedPreconditionError(absl::StrCat(path_, ": already closed"));
+  if (written_ + bytes > expected_) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": more data than the header announces"));
+  }
+  if (std::fwrite(data, 1, bytes, file_) != bytes) {
+    return absl::DataLossError(absl::StrCat(path_, ": write failed (disk full?)"));
+  }
+  written_ += bytes;
   return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::Close() {
+  if (!file_) return absl::FailedPreconditionError(absl::StrCat(path_, ": already closed"));
+  const bool ok = std::fclose(file_) == 0;
+  file_ = nullptr;
+  if (!ok) return absl::DataLossError(absl::StrCat(path_, ": close failed (disk full?)"));
+  if (written_ != expected_) {
+    return absl::DataLossError(absl::StrCat(path_, ": ", written_, " of ", expected_, " data bytes written"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+  std::vector<const TensorToWrite*> order;
+  for (const TensorToWrite& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  std::vector<SafetensorsWriter::Spec> specs;
+  for (const TensorToWrite* t : order) specs.push_back({t->name, t->dtype, t->shape});
+  absl::StatusOr<std::unique_ptr<SafetensorsWriter>> w = SafetensorsWriter::Create(path, specs);
+  if (!w.ok()) return w.status();
+  for (const TensorToWrite* t : order) {
+    if (absl::Status s = (*w)->Append(t->data.data(), t->data.size()); !s.ok()) return s;
+  }
+  return (*w)->Close();
 }
 
 }  // namespace tessera

@@ -8,6 +8,7 @@
 #define TESSERA_SERVER_MODEL_SAFETENSORS_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -79,6 +80,31 @@ struct TensorToWrite {
 
 // Writes a safetensors file (header padded to 8 bytes, tensors in name order).
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+// Streams a safetensors file whose tensors are known up front: the header is
+// written by Create, then the tensors' bytes in the given order through any
+// number of Append calls, so no tensor needs to be held whole in memory.
+class SafetensorsWriter {
+ public:
+  struct Spec {
+    std::string name;
+    DType dtype = DType::kF32;
+    std::vector<int64_t> shape;
+  };
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Create(const std::string& path,
+                                                                   const std::vector<Spec>& specs);
+  ~SafetensorsWriter();
+  absl::Status Append(const void* data, size_t bytes);
+  // Fails unless exactly the announced bytes were appended.
+  absl::Status Close();
+
+ private:
+  SafetensorsWriter() = default;
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  uint64_t expected_ = 0;
+  uint64_t written_ = 0;
+};
 
 // fp32 <-> bf16 (round to nearest even) and fp16 helpers.
 float Bf16ToFloat(uint16_t v);
