@@ -1,6 +1,6 @@
 #include "kernels/linear.h"
 
-#include <vector>
+#include <algorithm>
 
 #include "absl/strings/str_format.h"
 #include "kernels/cpu/thread_pool.h"
@@ -30,32 +30,32 @@ absl::Status LinearCpu(const LinearArgs& a, ThreadPool& pool) {
   if (a.rows == 0) return absl::OkStatus();
   const VectorIsa& isa = ActiveIsa();
   const int64_t groups = a.format == WeightFormat::kInt4 ? (a.in + a.group_size - 1) / a.group_size : 0;
-  // Split over output channels: each weight row is read (and dequantized)
-  // once per call and reused for every row of x.
-  const int64_t min_chunk = std::max<int64_t>(1, 4096 / a.in);
+  const int64_t q_row_bytes = a.format == WeightFormat::kInt4 ? (a.in + 1) / 2 : a.in;
+  // Split over output channels, at least ~64K multiply-adds per chunk so that
+  // small layers are not split at all.
+  const int64_t min_chunk = std::max<int64_t>(1, (int64_t{1} << 16) / (a.in * a.rows));
   pool.ParallelFor(a.out, min_chunk, [&](int64_t o_begin, int64_t o_end) {
-    thread_local std::vector<float> dequantized;
-    if (a.format != WeightFormat::kF32 && static_cast<int64_t>(dequantized.size()) < a.in) {
-      dequantized.resize(a.in);
-    }
+    float dots[kMaxDotRows];
     for (int64_t o = o_begin; o < o_end; ++o) {
-      const float* w = nullptr;
-      switch (a.format) {
-        case WeightFormat::kF32:
-          w = static_cast<const float*>(a.weight) + o * a.in;
-          break;
-        case WeightFormat::kInt8:
-          isa.dequant_int8(static_cast<const int8_t*>(a.weight) + o * a.in, a.scales[o], dequantized.data(), a.in);
-          w = dequantized.data();
-          break;
-        case WeightFormat::kInt4:
-          isa.dequant_int4(static_cast<const uint8_t*>(a.weight) + o * ((a.in + 1) / 2), a.scales + o * groups,
-                           a.group_size, dequantized.data(), a.in);
-          w = dequantized.data();
-          break;
-      }
       const float b = a.bias ? a.bias[o] : 0.0f;
-      for (int64_t r = 0; r < a.rows; ++r) a.y[r * a.out + o] = isa.dot(a.x + r * a.in, w, a.in) + b;
+      if (a.format == WeightFormat::kF32) {
+        const float* w = static_cast<const float*>(a.weight) + o * a.in;
+        for (int64_t r = 0; r < a.rows; ++r) a.y[r * a.out + o] = isa.dot(a.x + r * a.in, w, a.in) + b;
+        continue;
+      }
+      // Quantized weights are unpacked on the fly, shared by up to
+      // kMaxDotRows rows at a time.
+      const uint8_t* q = static_cast<const uint8_t*>(a.weight) + o * q_row_bytes;
+      for (int64_t r0 = 0; r0 < a.rows; r0 += kMaxDotRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kMaxDotRows, a.rows - r0));
+        const float* x = a.x + r0 * a.in;
+        if (a.format == WeightFormat::kInt8) {
+          isa.dot_int8_rows(x, a.in, rows, reinterpret_cast<const int8_t*>(q), a.scales[o], a.in, dots);
+        } else {
+          isa.dot_int4_rows(x, a.in, rows, q, a.scales + o * groups, a.group_size, a.in, dots);
+        }
+        for (int r = 0; r < rows; ++r) a.y[(r0 + r) * a.out + o] = dots[r] + b;
+      }
     }
   });
   return absl::OkStatus();

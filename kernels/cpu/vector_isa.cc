@@ -1,5 +1,6 @@
 #include "kernels/cpu/vector_isa.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -30,6 +31,35 @@ void DequantInt4Portable(const uint8_t* packed, const float* scales, int32_t gro
   }
 }
 
+void DotInt8RowsPortable(const float* x, int64_t stride, int rows, const int8_t* q, float scale, int64_t n,
+                         float* out) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    float acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += xr[i] * static_cast<float>(q[i]);
+    out[r] = acc * scale;
+  }
+}
+
+void DotInt4RowsPortable(const float* x, int64_t stride, int rows, const uint8_t* packed, const float* scales,
+                         int32_t group, int64_t n, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    float total = 0;
+    for (int64_t begin = 0; begin < n; begin += group) {
+      const int64_t end = std::min<int64_t>(n, begin + group);
+      float acc = 0;
+      for (int64_t i = begin; i < end; ++i) {
+        const uint8_t byte = packed[i >> 1];
+        const int v = (i & 1) ? (byte >> 4) : (byte & 0x0F);
+        acc += xr[i] * static_cast<float>((v ^ 8) - 8);
+      }
+      total += acc * scales[begin / group];
+    }
+    out[r] = total;
+  }
+}
+
 }  // namespace
 
 #if defined(__x86_64__)
@@ -37,16 +67,20 @@ void DequantInt4Portable(const uint8_t* packed, const float* scales, int32_t gro
 float DotAvx2(const float* a, const float* b, int64_t n);
 void DequantInt8Avx2(const int8_t* q, float scale, float* out, int64_t n);
 void DequantInt4Avx2(const uint8_t* packed, const float* scales, int32_t group, float* out, int64_t n);
+void DotInt8RowsAvx2(const float* x, int64_t stride, int rows, const int8_t* q, float scale, int64_t n, float* out);
+void DotInt4RowsAvx2(const float* x, int64_t stride, int rows, const uint8_t* packed, const float* scales,
+                     int32_t group, int64_t n, float* out);
 #endif
 
 const VectorIsa& PortableIsa() {
-  static const VectorIsa isa = {"portable", DotPortable, DequantInt8Portable, DequantInt4Portable};
+  static const VectorIsa isa = {"portable",          DotPortable,     DequantInt8Portable,
+                                 DequantInt4Portable, DotInt8RowsPortable, DotInt4RowsPortable};
   return isa;
 }
 
 const VectorIsa* Avx2Isa() {
 #if defined(__x86_64__)
-  static const VectorIsa isa = {"avx2+fma", DotAvx2, DequantInt8Avx2, DequantInt4Avx2};
+  static const VectorIsa isa = {"avx2+fma", DotAvx2, DequantInt8Avx2, DequantInt4Avx2, DotInt8RowsAvx2, DotInt4RowsAvx2};
   static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return supported ? &isa : nullptr;
 #else
