@@ -1,5 +1,6 @@
 #include "server/model/model.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -7,6 +8,7 @@
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "server/model/checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
@@ -16,10 +18,13 @@ namespace fs = std::filesystem;
 
 class WeightReader {
  public:
-  WeightReader(const Checkpoint& ckpt, const QuantOptions& quant) : ckpt_(ckpt), quant_(quant) {}
+  // prequantized: the checkpoint is in Tessera's quantized layout (see
+  // quantized_checkpoint.h) with the scheme in quant.
+  WeightReader(const Checkpoint& ckpt, const QuantOptions& quant, bool prequantized)
+      : ckpt_(ckpt), quant_(quant), prequantized_(prequantized) {}
 
   absl::Status Read(const std::string& name, const std::vector<int64_t>& shape, std::vector<float>* out) {
-    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(name, shape));
+    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(name, shape, kFloat));
     *out = e.view->ToFloat();
     e.file->ReleasePages(*e.view);
     return absl::OkStatus();
@@ -28,10 +33,15 @@ class WeightReader {
   // Reads [out, in] and stores it in the configured format, one row at a
   // time: no fp32 copy of a quantized tensor ever exists.
   absl::Status ReadLinear(const std::string& prefix, int64_t out, int64_t in, bool bias, LinearWeights* w) {
-    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(prefix + ".weight", {out, in}));
     w->out = out;
     w->in = in;
     w->format = quant_.format;
+    if (prequantized_) {
+      TESSERA_RETURN_IF_ERROR(ReadPrequantized(prefix, w));
+      if (bias) return Read(prefix + ".bias", {out}, &w->bias);
+      return absl::OkStatus();
+    }
+    TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(prefix + ".weight", {out, in}, kFloat));
     if (quant_.format == WeightFormat::kF32) {
       w->weight = e.view->ToFloat();
     } else {
@@ -64,7 +74,38 @@ class WeightReader {
   int64_t largest_tensor_bytes() const { return largest_; }
 
  private:
-  absl::StatusOr<Checkpoint::Entry> Find(const std::string& name, const std::vector<int64_t>& shape) {
+  enum DTypeClass { kFloat, kInt8, kUInt8 };
+
+  // int8 [out, in] or packed int4 [out, ceil(in/2)] plus fp32 scales, copied
+  // as stored; scales must be finite and positive.
+  absl::Status ReadPrequantized(const std::string& prefix, LinearWeights* w) {
+    const bool int4 = quant_.format == WeightFormat::kInt4;
+    const int64_t groups = int4 ? (w->in + quant_.group_size - 1) / quant_.group_size : 0;
+    TESSERA_ASSIGN_OR_RETURN(
+        Checkpoint::Entry q,
+        Find(prefix + ".qweight", int4 ? std::vector<int64_t>{w->out, (w->in + 1) / 2} : std::vector<int64_t>{w->out, w->in},
+             int4 ? kUInt8 : kInt8));
+    TESSERA_ASSIGN_OR_RETURN(
+        Checkpoint::Entry sc,
+        Find(prefix + ".scales", int4 ? std::vector<int64_t>{w->out, groups} : std::vector<int64_t>{w->out}, kFloat));
+    if (int4) w->group_size = quant_.group_size;
+    w->qweight.assign(q.view->data, q.view->data + q.view->nbytes);
+    w->scales = sc.view->ToFloat();
+    for (float s : w->scales) {
+      if (!std::isfinite(s) || s <= 0) {
+        return absl::DataLossError(absl::StrCat(sc.file->path(), ": tensor '", prefix,
+                                                ".scales' holds a non-positive or non-finite scale (", s,
+                                                "); the pre-quantized file is corrupt, re-create it with "
+                                                "tessera-quantize"));
+      }
+    }
+    q.file->ReleasePages(*q.view);
+    sc.file->ReleasePages(*sc.view);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Checkpoint::Entry> Find(const std::string& name, const std::vector<int64_t>& shape,
+                                         DTypeClass want) {
     Checkpoint::Entry e = ckpt_.Find(name);
     if (!e.view) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' with shape ", ShapeString(shape),
@@ -76,7 +117,15 @@ class WeightReader {
                                                      ShapeString(e.view->shape), " but config.json implies ",
                                                      ShapeString(shape), " (config.json from another model size?)"));
     }
-    if (!dtype_set_) {
+    const bool dtype_ok = want == kFloat   ? IsFloatDType(e.view->dtype)
+                          : want == kInt8 ? e.view->dtype == DType::kI8
+                                          : e.view->dtype == DType::kU8;
+    if (!dtype_ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          e.file->path(), ": tensor '", name, "' has dtype ", DTypeName(e.view->dtype), "; expected ",
+          want == kFloat ? "F32, F16 or BF16" : want == kInt8 ? "I8" : "U8"));
+    }
+    if (!dtype_set_ && want == kFloat) {
       dtype_ = e.view->dtype;
       dtype_set_ = true;
     }
@@ -86,6 +135,7 @@ class WeightReader {
 
   const Checkpoint& ckpt_;
   const QuantOptions quant_;
+  const bool prequantized_;
   DType dtype_ = DType::kF32;
   bool dtype_set_ = false;
   int64_t largest_ = 0;
@@ -106,6 +156,15 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
     return absl::NotFoundError(absl::StrCat("model folder '", dir, "' does not exist or is not a directory"));
   }
   TESSERA_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromFile((fs::path(dir) / "config.json").string()));
+  TESSERA_ASSIGN_OR_RETURN(std::optional<QuantizedMarker> marker, ReadQuantizedMarker(dir));
+  if (marker && (marker->quant.format != options.quant.format ||
+                 (marker->quant.format == WeightFormat::kInt4 && marker->quant.group_size != options.quant.group_size))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " is pre-quantized as ", DescribeQuantization(marker->quant), " but ",
+        DescribeQuantization(options.quant), " was asked for; pass --quantize ", WeightFormatName(marker->quant.format),
+        marker->quant.format == WeightFormat::kInt4 ? absl::StrCat(" --quant-group-size ", marker->quant.group_size) : "",
+        " or load the original checkpoint"));
+  }
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
 
   auto model = std::make_unique<Model>();
@@ -119,7 +178,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
   const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
   const int64_t kv_out = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
 
-  WeightReader r(*ckpt, options.quant);
+  WeightReader r(*ckpt, options.quant, marker.has_value());
   TESSERA_RETURN_IF_ERROR(r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens));
   TESSERA_RETURN_IF_ERROR(r.Read("model.norm.weight", {hidden}, &model->final_norm));
   if (!c.tie_word_embeddings) {
@@ -146,6 +205,11 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
     spdlog::debug("loaded layer {}/{}", i + 1, c.num_hidden_layers);
   }
   model->checkpoint_dtype = r.dtype();
+  if (marker) {
+    model->prequantized = true;
+    if (marker->source_dtype == "bfloat16") model->checkpoint_dtype = DType::kBF16;
+    if (marker->source_dtype == "float16") model->checkpoint_dtype = DType::kF16;
+  }
   model->rope_inv_freq = ComputeRopeInvFreq(c);
   model->stats.weight_bytes = weight_bytes;
   model->stats.largest_tensor_bytes = r.largest_tensor_bytes();
@@ -153,10 +217,10 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
   model->stats.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   spdlog::info(
       "loaded {} ({}, {} layers, hidden {}, vocab {}, {} tensors from {} file(s), {}) in {:.2f} s; "
-      "quantization {}, weights {:.1f} MiB, largest tensor {:.1f} MiB, peak RSS {:.1f} MiB",
+      "quantization {}{}, weights {:.1f} MiB, largest tensor {:.1f} MiB, peak RSS {:.1f} MiB",
       model->name, c.architecture, c.num_hidden_layers, c.hidden_size, c.vocab_size, ckpt->num_tensors(),
       ckpt->files().size(), DTypeTorchName(model->checkpoint_dtype), model->stats.seconds,
-      DescribeQuantization(model->quant), weight_bytes / 1048576.0, model->stats.largest_tensor_bytes / 1048576.0,
+      DescribeQuantization(model->quant), model->prequantized ? " (pre-quantized)" : "", weight_bytes / 1048576.0, model->stats.largest_tensor_bytes / 1048576.0,
       model->stats.peak_rss_bytes / 1048576.0);
   return model;
 }

@@ -59,6 +59,7 @@ struct Model {
   ModelConfig config;
   DType checkpoint_dtype = DType::kF32;
   QuantOptions quant;
+  bool prequantized = false;  // read from Tessera's quantized layout
   std::vector<float> embed_tokens;  // [vocab, hidden]
   std::vector<float> final_norm;    // [hidden]
   std::vector<float> lm_head;       // [vocab, hidden]; empty when tied

@@ -23,7 +23,10 @@ absl::StatusOr<DType> ParseDType(const std::string& s) {
   if (s == "F32") return DType::kF32;
   if (s == "F16") return DType::kF16;
   if (s == "BF16") return DType::kBF16;
-  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", s, "' (supported: F32, F16, BF16)"));
+  if (s == "I8") return DType::kI8;
+  if (s == "U8") return DType::kU8;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported dtype '", s, "' (supported: F32, F16, BF16; I8 and U8 in pre-quantized files)"));
 }
 
 }  // namespace
@@ -36,6 +39,10 @@ const char* DTypeName(DType d) {
       return "F16";
     case DType::kBF16:
       return "BF16";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
   }
   return "?";
 }
@@ -48,11 +55,29 @@ const char* DTypeTorchName(DType d) {
       return "float16";
     case DType::kBF16:
       return "bfloat16";
+    case DType::kI8:
+      return "int8";
+    case DType::kU8:
+      return "uint8";
   }
   return "?";
 }
 
-size_t DTypeSize(DType d) { return d == DType::kF32 ? 4 : 2; }
+size_t DTypeSize(DType d) {
+  switch (d) {
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+    case DType::kBF16:
+      return 2;
+    case DType::kI8:
+    case DType::kU8:
+      return 1;
+  }
+  return 0;
+}
+
+bool IsFloatDType(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
 
 float Bf16ToFloat(uint16_t v) {
   const uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -146,6 +171,12 @@ void TensorView::ToFloatRange(int64_t begin, int64_t n, float* out) const {
         std::memcpy(&v, p + 2 * i, 2);
         out[i] = F16ToFloat(v);
       }
+      return;
+    case DType::kI8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i]));
+      return;
+    case DType::kU8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
       return;
   }
 }

@@ -19,13 +19,15 @@
 
 namespace tessera {
 
-enum class DType { kF32, kF16, kBF16 };
+// F32/F16/BF16 hold model weights; I8/U8 hold Tessera's pre-quantized ones.
+enum class DType { kF32, kF16, kBF16, kI8, kU8 };
 
 // "F32", "F16", "BF16".
 const char* DTypeName(DType dtype);
 // "float32", "float16", "bfloat16".
 const char* DTypeTorchName(DType dtype);
 size_t DTypeSize(DType dtype);
+bool IsFloatDType(DType dtype);
 
 struct TensorView {
   DType dtype = DType::kF32;
@@ -34,7 +36,7 @@ struct TensorView {
   size_t nbytes = 0;
 
   int64_t numel() const;
-  // Converts to fp32 into out[numel()].
+  // Converts to fp32 into out[numel()] (integer dtypes convert their values).
   void ToFloat(float* out) const;
   std::vector<float> ToFloat() const;
   // Converts elements [begin, begin + count) to fp32.

@@ -370,6 +370,21 @@ TEST(BadFlagsTest, QuantizationFlags) {
   }
 }
 
+TEST(BadModelFolderTest, CorruptPrequantizedCheckpoint) {
+  testing::TempDir dir;
+  const std::string out = dir.Join("q");
+  testing::CommandResult q = testing::RunCommand({testing::BinaryPath("server/tessera-quantize"), "--model",
+                                                  testing::TinyLlamaModelDir(), "--output", out});
+  ASSERT_EQ(q.exit_code, 0) << q.output;
+  const std::string w = testing::ReadFileOrDie(out + "/model.safetensors");
+  testing::WriteFileOrDie(out + "/model.safetensors", w.substr(0, w.size() / 3));
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model", out,
+                                                  "--listen", "127.0.0.1:0", "--quantize", "int4"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(out + "/model.safetensors"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("past the end of the data"), std::string::npos) << r.output;
+}
+
 TEST(BadFlagsTest, UnusableListenAddress) {
   testing::CommandResult r =
       testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",

@@ -145,5 +145,37 @@ TEST(BatchTest, BadLineFailsBeforeAnyOutput) {
   EXPECT_NE(r.output.find("in.jsonl:1: not valid JSON"), std::string::npos) << r.output;
 }
 
+TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
+  testing::TempDir dir;
+  const std::string out = dir.Join("tiny-int4");
+  auto q = RunCommand({BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(), "--output", out,
+                       "--quantize", "int4", "--quant-group-size", "32"});
+  ASSERT_EQ(q.exit_code, 0) << q.output;
+  auto again = RunCommand({BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(),
+                           "--output", out});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("already exists"), std::string::npos) << again.output;
+
+  {
+    std::ofstream in(dir.Join("in.jsonl"));
+    for (int p = 0; p < 6; ++p) {
+      in << json({{"id", p}, {"prompt_ids", PromptIds(p)}, {"max_new_tokens", 16}, {"ignore_eos", true}}).dump()
+         << "\n";
+    }
+  }
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", out, "--input", dir.Join("in.jsonl"),
+                       "--output", dir.Join("out.jsonl"), "--quantize", "int4", "--quant-group-size", "32"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> lines = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(lines.size(), 6u);
+  for (int p = 0; p < 6; ++p) EXPECT_EQ(lines[p]["token_ids"].get<std::vector<int32_t>>(), Greedy("quant_int4", p));
+
+  // The default --quant-group-size (128) does not match: a clear error.
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", out, "--input", dir.Join("in.jsonl"), "--output",
+                  dir.Join("out2.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("pass --quantize int4 --quant-group-size 32"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace tessera
