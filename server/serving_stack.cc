@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   auto stack = std::make_unique<ServingStack>();
   LoadOptions lo;
   lo.quant = o.quant;
+  lo.num_threads = o.num_threads;
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(o.model_dir, lo);
   if (!model.ok()) return model.status();
   stack->model = *std::move(model);

@@ -2,11 +2,13 @@
 
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/thread_pool.h"
 #include "server/model/checkpoint.h"
 #include "server/model/quantized_checkpoint.h"
 #include "spdlog/spdlog.h"
@@ -20,8 +22,8 @@ class WeightReader {
  public:
   // prequantized: the checkpoint is in Tessera's quantized layout (see
   // quantized_checkpoint.h) with the scheme in quant.
-  WeightReader(const Checkpoint& ckpt, const QuantOptions& quant, bool prequantized)
-      : ckpt_(ckpt), quant_(quant), prequantized_(prequantized) {}
+  WeightReader(const Checkpoint& ckpt, const QuantOptions& quant, bool prequantized, ThreadPool& pool)
+      : ckpt_(ckpt), quant_(quant), prequantized_(prequantized), pool_(pool) {}
 
   absl::Status Read(const std::string& name, const std::vector<int64_t>& shape, std::vector<float>* out) {
     TESSERA_ASSIGN_OR_RETURN(Checkpoint::Entry e, Find(name, shape, kFloat));
@@ -45,7 +47,6 @@ class WeightReader {
     if (quant_.format == WeightFormat::kF32) {
       w->weight = e.view->ToFloat();
     } else {
-      std::vector<float> row(in);
       const int64_t groups = (in + quant_.group_size - 1) / quant_.group_size;
       if (quant_.format == WeightFormat::kInt8) {
         w->qweight.resize(out * in);
@@ -55,15 +56,19 @@ class WeightReader {
         w->qweight.resize(out * ((in + 1) / 2));
         w->scales.resize(out * groups);
       }
-      for (int64_t o = 0; o < out; ++o) {
-        e.view->ToFloatRange(o * in, in, row.data());
-        if (quant_.format == WeightFormat::kInt8) {
-          QuantizeRowInt8(row.data(), in, reinterpret_cast<int8_t*>(w->qweight.data()) + o * in, &w->scales[o]);
-        } else {
-          QuantizeRowInt4(row.data(), in, quant_.group_size, w->qweight.data() + o * ((in + 1) / 2),
-                          w->scales.data() + o * groups);
+      // Rows are independent: quantize them on every core.
+      pool_.ParallelFor(out, std::max<int64_t>(1, 65536 / in), [&](int64_t begin, int64_t end) {
+        std::vector<float> row(in);
+        for (int64_t o = begin; o < end; ++o) {
+          e.view->ToFloatRange(o * in, in, row.data());
+          if (quant_.format == WeightFormat::kInt8) {
+            QuantizeRowInt8(row.data(), in, reinterpret_cast<int8_t*>(w->qweight.data()) + o * in, &w->scales[o]);
+          } else {
+            QuantizeRowInt4(row.data(), in, quant_.group_size, w->qweight.data() + o * ((in + 1) / 2),
+                            w->scales.data() + o * groups);
+          }
         }
-      }
+      });
     }
     e.file->ReleasePages(*e.view);
     if (bias) return Read(prefix + ".bias", {out}, &w->bias);
@@ -136,6 +141,7 @@ class WeightReader {
   const Checkpoint& ckpt_;
   const QuantOptions quant_;
   const bool prequantized_;
+  ThreadPool& pool_;
   DType dtype_ = DType::kF32;
   bool dtype_set_ = false;
   int64_t largest_ = 0;
@@ -178,7 +184,9 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
   const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
   const int64_t kv_out = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
 
-  WeightReader r(*ckpt, options.quant, marker.has_value());
+  ThreadPool pool(options.num_threads > 0 ? options.num_threads
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  WeightReader r(*ckpt, options.quant, marker.has_value(), pool);
   TESSERA_RETURN_IF_ERROR(r.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, &model->embed_tokens));
   TESSERA_RETURN_IF_ERROR(r.Read("model.norm.weight", {hidden}, &model->final_norm));
   if (!c.tie_word_embeddings) {

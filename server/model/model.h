@@ -43,6 +43,7 @@ struct LayerWeights {
 
 struct LoadOptions {
   QuantOptions quant{WeightFormat::kF32, 128};
+  int num_threads = 0;  // for quantizing; 0: every core
 };
 
 // What loading cost, for logs and ServerInfo.
