@@ -84,10 +84,12 @@ int Run() {
   spdlog::set_level(spdlog::level::warn);
   const auto models = absl::GetFlag(FLAGS_models);
   if (models.empty()) return Fail("--models DIR[,DIR...] is required");
-  const int prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens), decode_tokens = absl::GetFlag(FLAGS_decode_tokens);
+  const int prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens),
+            decode_tokens = absl::GetFlag(FLAGS_decode_tokens);
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
-  std::printf("%-28s %-6s %7s %9s %12s %14s\n", "model", "quant", "threads", "params", "weights MiB", "decode tok/s");
+  std::printf("%-28s %-6s %7s %9s %12s %14s\n", "model", "quant", "threads", "params", "weights MiB",
+              "decode tok/s");
   for (const std::string& dir : models) {
     for (const std::string& mode : absl::GetFlag(FLAGS_quantize)) {
       absl::StatusOr<QuantOptions> quant = ParseQuantOptions(mode, absl::GetFlag(FLAGS_quant_group_size));
@@ -101,13 +103,15 @@ int Run() {
       }
       for (const std::string& t : absl::GetFlag(FLAGS_threads)) {
         int threads = 0;
-        if (!absl::SimpleAtoi(t, &threads) || threads < 1) return Fail(absl::StrCat("bad thread count '", t, "'"));
+        if (!absl::SimpleAtoi(t, &threads) || threads < 1)
+          return Fail(absl::StrCat("bad thread count '", t, "'"));
         EngineOptions eo;
         eo.num_threads = threads;
         eo.kv_cache_tokens = prompt_tokens + decode_tokens;
         auto engine = Engine::Create(**model, eo);
         if (!engine.ok()) return Fail(std::string(engine.status().message()));
-        if (auto warm = DecodeTokensPerSecond(**engine, prompt_tokens, std::min(8, decode_tokens)); !warm.ok()) {
+        if (auto warm = DecodeTokensPerSecond(**engine, prompt_tokens, std::min(8, decode_tokens));
+            !warm.ok()) {
           return Fail(std::string(warm.status().message()));
         }
         std::vector<double> samples;
@@ -150,10 +154,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(
+  tessera::ParseFlagsWithoutArguments(
       argc, argv,
       "CPU decode throughput.\n  tessera-bench-decode --models DIR[,DIR] [--quantize none,int8,int4] "
       "[--threads 1,2] [--output FILE]");
-  if (rest.size() > 1) return tessera::Fail(std::string("unexpected argument ") + rest[1]);
   return tessera::Run();
 }

@@ -22,7 +22,8 @@
 #include "server/model/safetensors.h"
 
 ABSL_FLAG(std::string, output, "", "folder to write (created)");
-ABSL_FLAG(std::string, preset, "", "1.1b (TinyLlama dims), 8b (Llama-3-8B dims), 100m, memtest; flags below override");
+ABSL_FLAG(std::string, preset, "",
+          "1.1b (TinyLlama dims), 8b (Llama-3-8B dims), 100m, memtest; flags below override");
 ABSL_FLAG(int, hidden, 0, "hidden_size");
 ABSL_FLAG(int, intermediate, 0, "intermediate_size");
 ABSL_FLAG(int, layers, 0, "num_hidden_layers");
@@ -34,7 +35,8 @@ ABSL_FLAG(double, rope_theta, 0, "rope_theta");
 ABSL_FLAG(std::string, dtype, "f32", "f32, bf16 or f16");
 ABSL_FLAG(int64_t, shard_mb, 0, "split into shards of about this many MiB (with an index); 0: one file");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
-ABSL_FLAG(std::string, tokenizer_from, "", "folder to copy tokenizer files from (default: the bundled fixture)");
+ABSL_FLAG(std::string, tokenizer_from, "",
+          "folder to copy tokenizer files from (default: the bundled fixture)");
 
 namespace tessera {
 namespace {
@@ -72,7 +74,8 @@ int Run() {
   const std::string preset = absl::GetFlag(FLAGS_preset);
   if (!preset.empty()) {
     auto it = Presets().find(preset);
-    if (it == Presets().end()) return Fail(absl::StrCat("unknown --preset '", preset, "' (1.1b, 8b, 100m, memtest)"));
+    if (it == Presets().end())
+      return Fail(absl::StrCat("unknown --preset '", preset, "' (1.1b, 8b, 100m, memtest)"));
     s = it->second;
   }
   auto override_int = [](int flag, int* field) {
@@ -90,15 +93,20 @@ int Run() {
   if (s.rope_theta == 0) s.rope_theta = 10000.0;
   if (s.hidden <= 0 || s.intermediate <= 0 || s.layers <= 0 || s.heads <= 0 || s.vocab < 512 ||
       s.max_position <= 0 || s.hidden % s.heads != 0 || s.heads % s.kv_heads != 0) {
-    return Fail("give a --preset or every shape flag: hidden (a multiple of heads), intermediate, layers, heads, "
-                "kv-heads (dividing heads), vocab (>= 512, the tokenizer's size), max-position");
+    return Fail(
+        "give a --preset or every shape flag: hidden (a multiple of heads), intermediate, layers, heads, "
+        "kv-heads (dividing heads), vocab (>= 512, the tokenizer's size), max-position");
   }
   DType dtype;
   const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
-  if (dtype_name == "f32") dtype = DType::kF32;
-  else if (dtype_name == "bf16") dtype = DType::kBF16;
-  else if (dtype_name == "f16") dtype = DType::kF16;
-  else return Fail(absl::StrCat("unknown --dtype '", dtype_name, "' (f32, bf16, f16)"));
+  if (dtype_name == "f32")
+    dtype = DType::kF32;
+  else if (dtype_name == "bf16")
+    dtype = DType::kBF16;
+  else if (dtype_name == "f16")
+    dtype = DType::kF16;
+  else
+    return Fail(absl::StrCat("unknown --dtype '", dtype_name, "' (f32, bf16, f16)"));
   const int head_dim = s.hidden / s.heads;
 
   std::vector<Tensor> tensors;
@@ -140,8 +148,8 @@ int Run() {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return Fail(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
-  std::fprintf(stderr, "tessera-genmodel: %.1fM parameters, %.1f MiB of %s in %zu file(s) -> %s\n", params / 1e6,
-               total_bytes / 1048576.0, DTypeName(dtype), shards.size(), out_dir.c_str());
+  std::fprintf(stderr, "tessera-genmodel: %.1fM parameters, %.1f MiB of %s in %zu file(s) -> %s\n",
+               params / 1e6, total_bytes / 1048576.0, DTypeName(dtype), shards.size(), out_dir.c_str());
 
   Rng rng(absl::GetFlag(FLAGS_seed));
   nlohmann::json weight_map = nlohmann::json::object();
@@ -233,13 +241,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(
+  tessera::ParseFlagsWithoutArguments(
       argc, argv,
       "Writes a random-weight Llama checkpoint in HF format.\n"
       "  tessera-genmodel --output DIR --preset 1.1b|8b|100m|memtest [--dtype f32|bf16|f16] [--shard-mb N]");
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "tessera-genmodel: unexpected argument '%s'\n", rest[1].c_str());
-    return 2;
-  }
   return tessera::Run();
 }

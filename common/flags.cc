@@ -1,6 +1,9 @@
 #include "common/flags.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -36,6 +39,16 @@ std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
   ptrs.push_back(nullptr);
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), ptrs.data());
   return std::vector<std::string>(rest.begin(), rest.end());
+}
+
+void ParseFlagsWithoutArguments(int argc, char** argv, const char* usage) {
+  const std::vector<std::string> rest = ParseFlags(argc, argv, usage);
+  if (rest.size() > 1) {
+    const std::string program = std::filesystem::path(rest[0]).filename().string();
+    std::fprintf(stderr, "%s: unexpected argument '%s' (flags start with --; see --help)\n", program.c_str(),
+                 rest[1].c_str());
+    std::exit(2);
+  }
 }
 
 }  // namespace tessera

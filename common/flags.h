@@ -17,6 +17,10 @@ std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
 // program name first.
 std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage);
 
+// ParseFlags for programs that take no positional arguments: exits with
+// status 2 and a hint when one is given.
+void ParseFlagsWithoutArguments(int argc, char** argv, const char* usage);
+
 }  // namespace tessera
 
 #endif  // TESSERA_COMMON_FLAGS_H_

@@ -177,12 +177,8 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(
+  tessera::ParseFlagsWithoutArguments(
       argc, argv,
       "Offline batch inference.\n  tessera-batch --model DIR --input in.jsonl --output out.jsonl");
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "tessera-batch: unexpected argument '%s' (see --help)\n", rest[1].c_str());
-    return 2;
-  }
   return tessera::Run();
 }

@@ -109,13 +109,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(
+  tessera::ParseFlagsWithoutArguments(
       argc, argv,
       "Serves a Llama-family model over gRPC.\n"
       "  tessera-server --model DIR [--listen HOST:PORT] [--threads N] [--max-batch-size N]");
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "tessera-server: unexpected argument '%s' (see --help)\n", rest[1].c_str());
-    return 2;
-  }
   return tessera::Run();
 }

@@ -51,10 +51,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> rest = tessera::ParseFlags(
+  tessera::ParseFlagsWithoutArguments(
       argc, argv,
       "Writes a pre-quantized copy of a checkpoint.\n"
       "  tessera-quantize --model SRC --output DST [--quantize int4|int8] [--quant-group-size N]");
-  if (rest.size() > 1) return tessera::Fail(std::string("unexpected argument ") + rest[1]);
   return tessera::Run();
 }
