@@ -138,7 +138,7 @@ int Run() {
     }
   }
   nlohmann::ordered_json doc = {{"benchmark", "cpu_decode"},
-                                {"version", kVersion},
+                                {"version", Version()},
                                 {"cpu_isa", ActiveIsa().name},
                                 {"hardware_threads", std::thread::hardware_concurrency()},
                                 {"batch_size", 1},

@@ -3,10 +3,8 @@
 
 namespace tessera {
 
-#ifndef TESSERA_VERSION_STRING
-#define TESSERA_VERSION_STRING "0.0.0-dev"
-#endif
-inline constexpr char kVersion[] = TESSERA_VERSION_STRING;
+// "0.1.0+<git describe>", fixed when this binary was built.
+const char* Version();
 
 }  // namespace tessera
 

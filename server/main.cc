@@ -51,7 +51,7 @@ absl::Status WritePortFile(const std::string& path, int port) {
 
 int Run() {
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  spdlog::info("tessera-server {}", kVersion);
+  spdlog::info("tessera-server {}", Version());
 
   // SIGTERM/SIGINT are taken by sigwait below; block them before any thread
   // starts so no worker receives them.

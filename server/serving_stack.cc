@@ -94,7 +94,7 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_context_length(c.max_position_embeddings);
   info.set_vocab_size(c.vocab_size);
   // Adapter kinds appear here as their loaders land (adapter issue).
-  info.set_version(kVersion);
+  info.set_version(Version());
   info.set_max_batch_size(scheduler->options().max_batch_size);
   info.set_max_new_tokens_limit(scheduler->options().max_new_tokens_limit);
   info.set_quantization(DescribeQuantization(model->quant));
