@@ -34,6 +34,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const
 
 Engine::Engine(const Model& model, const EngineOptions& options, int32_t num_blocks)
     : model_(model),
+      adapters_(options.adapters),
       pool_(options.num_threads),
       kv_cache_(model.config.num_hidden_layers, num_blocks, options.kv_block_size,
                 model.config.num_key_value_heads, model.config.head_dim) {}
@@ -88,10 +89,22 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan) const {
     }
   }
   if (next_row != rows) return absl::InvalidArgumentError("plan sequences do not cover every row");
+  for (const AdapterSegment& seg : plan.adapter_segments) {
+    if (seg.row_begin < 0 || seg.row_count < 1 || seg.row_begin + seg.row_count > rows) {
+      return absl::InvalidArgumentError(absl::StrCat("adapter segment rows [", seg.row_begin, ", +", seg.row_count,
+                                                     ") fall outside the ", rows, " rows of the step"));
+    }
+    const int32_t slots = adapters_ ? adapters_->size() : 0;
+    if (seg.slot < 0 || seg.slot >= slots) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("adapter segment names slot ", seg.slot, " but ", slots, " adapters are loaded"));
+    }
+  }
   return absl::OkStatus();
 }
 
-absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows, float* y) {
+absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const BatchPlan& plan,
+                            int32_t layer, LinearModule module) {
   LinearArgs a;
   a.x = x;
   a.format = w.format;
@@ -103,7 +116,37 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   a.rows = rows;
   a.in = w.in;
   a.out = w.out;
-  return LinearCpu(a, pool_);
+  TESSERA_RETURN_IF_ERROR(LinearCpu(a, pool_));
+  if (plan.adapter_segments.empty()) return absl::OkStatus();
+
+  lora_segments_.clear();
+  diablo_segments_.clear();
+  road_segments_.clear();
+  for (const AdapterSegment& seg : plan.adapter_segments) {
+    const AdapterModule& m = adapters_->at(seg.slot).module(layer, module);
+    if (m.lora) {
+      lora_segments_.push_back({seg.row_begin, seg.row_count, m.lora->a.data(), m.lora->b.data(), m.lora->rank,
+                                m.lora->scale});
+    } else if (m.diablo) {
+      diablo_segments_.push_back(
+          {seg.row_begin, seg.row_count, m.diablo->block.data(), m.diablo->blocks, m.diablo->d1, m.diablo->d2});
+    } else if (m.road) {
+      road_segments_.push_back({seg.row_begin, seg.row_count, m.road->c.data(), m.road->s.data(), m.road->group});
+    }
+  }
+  if (!lora_segments_.empty()) {
+    TESSERA_RETURN_IF_ERROR(LoraApplyCpu(
+        {x, y, w.in, w.out, lora_segments_.data(), static_cast<int32_t>(lora_segments_.size())}, pool_));
+  }
+  if (!diablo_segments_.empty()) {
+    TESSERA_RETURN_IF_ERROR(DiabloApplyCpu(
+        {x, y, w.in, w.out, diablo_segments_.data(), static_cast<int32_t>(diablo_segments_.size())}, pool_));
+  }
+  if (!road_segments_.empty()) {
+    TESSERA_RETURN_IF_ERROR(
+        RoadApplyCpu({y, w.out, road_segments_.data(), static_cast<int32_t>(road_segments_.size())}));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
@@ -121,9 +164,9 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
     TESSERA_RETURN_IF_ERROR(RmsNormCpu(
         {x_.data(), L.input_norm.data(), h_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps)},
         pool_));
-    TESSERA_RETURN_IF_ERROR(Linear(L.q_proj, h_.data(), rows, q_.data()));
-    TESSERA_RETURN_IF_ERROR(Linear(L.k_proj, h_.data(), rows, k_.data()));
-    TESSERA_RETURN_IF_ERROR(Linear(L.v_proj, h_.data(), rows, v_.data()));
+    TESSERA_RETURN_IF_ERROR(Linear(L.q_proj, h_.data(), rows, q_.data(), plan, l, LinearModule::kQ));
+    TESSERA_RETURN_IF_ERROR(Linear(L.k_proj, h_.data(), rows, k_.data(), plan, l, LinearModule::kK));
+    TESSERA_RETURN_IF_ERROR(Linear(L.v_proj, h_.data(), rows, v_.data(), plan, l, LinearModule::kV));
     RopeArgs rope;
     rope.q = q_.data();
     rope.k = k_.data();
@@ -157,17 +200,17 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
     at.head_dim = c.head_dim;
     at.scale = scale;
     TESSERA_RETURN_IF_ERROR(AttentionCpu(at, pool_));
-    TESSERA_RETURN_IF_ERROR(Linear(L.o_proj, attn_.data(), rows, proj_.data()));
+    TESSERA_RETURN_IF_ERROR(Linear(L.o_proj, attn_.data(), rows, proj_.data(), plan, l, LinearModule::kO));
     TESSERA_RETURN_IF_ERROR(ResidualAddCpu({x_.data(), proj_.data(), rows * hidden}, pool_));
 
     TESSERA_RETURN_IF_ERROR(RmsNormCpu({x_.data(), L.post_attention_norm.data(), h_.data(), rows, hidden,
                                         static_cast<float>(c.rms_norm_eps)},
                                        pool_));
-    TESSERA_RETURN_IF_ERROR(Linear(L.gate_proj, h_.data(), rows, gate_.data()));
-    TESSERA_RETURN_IF_ERROR(Linear(L.up_proj, h_.data(), rows, up_.data()));
+    TESSERA_RETURN_IF_ERROR(Linear(L.gate_proj, h_.data(), rows, gate_.data(), plan, l, LinearModule::kGate));
+    TESSERA_RETURN_IF_ERROR(Linear(L.up_proj, h_.data(), rows, up_.data(), plan, l, LinearModule::kUp));
     TESSERA_RETURN_IF_ERROR(
         SwiGluCpu({gate_.data(), up_.data(), gate_.data(), rows * c.intermediate_size}, pool_));
-    TESSERA_RETURN_IF_ERROR(Linear(L.down_proj, gate_.data(), rows, proj_.data()));
+    TESSERA_RETURN_IF_ERROR(Linear(L.down_proj, gate_.data(), rows, proj_.data(), plan, l, LinearModule::kDown));
     TESSERA_RETURN_IF_ERROR(ResidualAddCpu({x_.data(), proj_.data(), rows * hidden}, pool_));
   }
 

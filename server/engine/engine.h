@@ -10,7 +10,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "adapters/adapter_registry.h"
 #include "kernels/batch_plan.h"
+#include "kernels/diablo_apply.h"
+#include "kernels/lora_apply.h"
+#include "kernels/road_apply.h"
 #include "kernels/cpu/thread_pool.h"
 #include "server/engine/kv_cache.h"
 #include "server/model/model.h"
@@ -21,6 +25,8 @@ struct EngineOptions {
   int num_threads = 1;
   int32_t kv_block_size = 16;
   int64_t kv_cache_tokens = 0;  // total cache capacity in tokens; > 0
+  // Adapters that plan segments may name by slot; must outlive the engine.
+  const AdapterRegistry* adapters = nullptr;
 };
 
 class Engine {
@@ -41,11 +47,19 @@ class Engine {
  private:
   Engine(const Model& model, const EngineOptions& options, int32_t num_blocks);
   absl::Status ValidatePlan(const BatchPlan& plan) const;
-  absl::Status Linear(const LinearWeights& w, const float* x, int64_t rows, float* y);
+  // y = x·Wᵀ (+ bias), then each adapter segment's update for this layer and
+  // module: LoRA family, then DiaBlo, then RoAd.
+  absl::Status Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const BatchPlan& plan,
+                      int32_t layer, LinearModule module);
   void Reserve(int64_t rows);
 
   const Model& model_;
+  const AdapterRegistry* adapters_;
   ThreadPool pool_;
+  // Per-call segment lists, reused across calls.
+  std::vector<LoraSegment> lora_segments_;
+  std::vector<DiabloSegment> diablo_segments_;
+  std::vector<RoadSegment> road_segments_;
   KvCache kv_cache_;
 
   // Activations, grown to the largest step seen: [rows, width].

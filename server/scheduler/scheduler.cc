@@ -43,6 +43,7 @@ struct Scheduler::Request {
   std::shared_ptr<RequestHandle> handle;
   GenerationParams params;
   GenerationCallbacks callbacks;
+  int32_t adapter_slot = -1;  // -1: base model
   int32_t max_new = 0;  // after the context-limit clip
   uint64_t seed = 0;
   std::unique_ptr<Sampler> sampler;
@@ -60,9 +61,10 @@ double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 }  // namespace
 
 Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
-                     SchedulerOptions options)
+                     SchedulerOptions options, const AdapterRegistry* adapters)
     : engine_(engine),
       tokenizer_(tokenizer),
+      adapters_(adapters),
       eos_ids_(std::move(eos_ids)),
       options_(options),
       context_length_(engine->model().config.max_position_embeddings),
@@ -136,6 +138,16 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   }
   if (absl::Status s = Validate(params); !s.ok()) return s;
   auto r = std::make_unique<Request>();
+  if (!params.adapter_id.empty()) {
+    if (!adapters_) {
+      return absl::NotFoundError(absl::StrCat("adapter '", params.adapter_id,
+                                              "' is not loaded on this server (no adapters are loaded); omit the "
+                                              "adapter to use the base model"));
+    }
+    absl::StatusOr<int32_t> slot = adapters_->Resolve(params.adapter_id);
+    if (!slot.ok()) return slot.status();
+    r->adapter_slot = *slot;
+  }
   const int32_t prompt = static_cast<int32_t>(params.prompt_ids.size());
   r->max_new = std::min(params.max_new_tokens, context_length_ - prompt);
   const int32_t blocks = engine_->kv_cache().BlocksFor(prompt + r->max_new);
@@ -244,6 +256,10 @@ void Scheduler::Loop() {
 }
 
 void Scheduler::RunStep() {
+  // Sequences of the same adapter sit next to each other, so each adapter is
+  // one segment (stable: FIFO order within an adapter).
+  std::stable_sort(running_.begin(), running_.end(),
+                   [](const auto& a, const auto& b) { return a->adapter_slot < b->adapter_slot; });
   BatchPlan plan;
   for (auto& r : running_) {
     SequencePlan sp;
@@ -260,6 +276,13 @@ void Scheduler::RunStep() {
       plan.token_ids.push_back(r->generated.back());
       plan.positions.push_back(r->kv_len);
       sp.query_len = 1;
+    }
+    if (r->adapter_slot >= 0) {
+      if (!plan.adapter_segments.empty() && plan.adapter_segments.back().slot == r->adapter_slot) {
+        plan.adapter_segments.back().row_count += sp.query_len;
+      } else {
+        plan.adapter_segments.push_back({sp.query_begin, sp.query_len, r->adapter_slot});
+      }
     }
     plan.sequences.push_back(std::move(sp));
   }

@@ -51,10 +51,10 @@ class RequestHandle {
 
 class Scheduler {
  public:
-  // engine and tokenizer must outlive the scheduler. eos_ids end generation
-  // unless a request sets ignore_eos.
-  Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
-            SchedulerOptions options);
+  // engine, tokenizer and adapters (nullable) must outlive the scheduler.
+  // eos_ids end generation unless a request sets ignore_eos.
+  Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids, SchedulerOptions options,
+            const AdapterRegistry* adapters = nullptr);
   ~Scheduler();  // Stop()
 
   void Start();
@@ -63,8 +63,9 @@ class Scheduler {
 
   // Validates params and queues the request. Errors (the request is not
   // queued and no callback runs): InvalidArgument for bad parameters,
-  // NotFound for an unknown adapter, ResourceExhausted for a full queue or a
-  // request larger than the whole KV cache, Unavailable while shutting down.
+  // NotFound for an unknown adapter, FailedPrecondition for one that failed
+  // to load, ResourceExhausted for a full queue or a request larger than the
+  // whole KV cache, Unavailable while shutting down.
   absl::Status Submit(std::shared_ptr<RequestHandle> handle, GenerationParams params,
                       GenerationCallbacks callbacks);
 
@@ -92,6 +93,7 @@ class Scheduler {
 
   Engine* engine_;
   const Tokenizer* tokenizer_;
+  const AdapterRegistry* adapters_;
   std::vector<int32_t> eos_ids_;
   SchedulerOptions options_;
   int32_t context_length_;

@@ -1,0 +1,407 @@
+#include "adapters/adapter.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "server/model/safetensors.h"
+#include "spdlog/spdlog.h"
+
+namespace tessera {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* AdapterKindName(AdapterKind kind) {
+  switch (kind) {
+    case AdapterKind::kLora:
+      return "lora";
+    case AdapterKind::kRoad:
+      return "road";
+    case AdapterKind::kDiablo:
+      return "diablo";
+  }
+  return "?";
+}
+
+const char* LinearModuleName(LinearModule m) {
+  static const char* kNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                 "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  return kNames[static_cast<int>(m)];
+}
+
+std::string Adapter::DisplayKind() const {
+  if (kind == AdapterKind::kLora && !watermark.empty()) return "seal";
+  return AdapterKindName(kind);
+}
+
+namespace {
+
+// Python-re-compatible matching through PCRE2: fullmatch, or peft's
+// pattern-key rule re.match(rf"(.*\.)?({k})$", key).
+absl::StatusOr<bool> RegexMatches(const std::string& pattern, const std::string& text, bool full) {
+  int err;
+  PCRE2_SIZE off;
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF, &err,
+                                 &off, nullptr);
+  if (!re) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof(msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pattern '", pattern, "' does not compile: ", reinterpret_cast<char*>(msg)));
+  }
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
+  const uint32_t opts = PCRE2_ANCHORED | (full ? PCRE2_ENDANCHORED : 0);
+  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, opts, md, nullptr);
+  pcre2_match_data_free(md);
+  pcre2_code_free(re);
+  return rc >= 0;
+}
+
+struct ModuleRef {
+  int32_t layer;
+  LinearModule module;
+  std::string path;  // model.layers.N.self_attn.q_proj
+};
+
+// "model.layers.3.mlp.up_proj" -> its place in the base.
+std::optional<ModuleRef> ParseModulePath(const std::string& path, int32_t num_layers) {
+  static const std::regex kPath(R"(model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj))");
+  std::smatch m;
+  if (!std::regex_match(path, m, kPath)) return std::nullopt;
+  const int64_t layer = std::stoll(m[1].str());
+  if (layer >= num_layers) return std::nullopt;
+  for (int i = 0; i < kNumLinearModules; ++i) {
+    if (m[2].str() == LinearModuleName(static_cast<LinearModule>(i))) {
+      return ModuleRef{static_cast<int32_t>(layer), static_cast<LinearModule>(i), path};
+    }
+  }
+  return std::nullopt;
+}
+
+// [out, in] of a base linear layer.
+std::pair<int64_t, int64_t> ModuleShape(const ModelConfig& c, LinearModule m) {
+  const int64_t h = c.hidden_size, q = int64_t{c.num_attention_heads} * c.head_dim,
+                kv = int64_t{c.num_key_value_heads} * c.head_dim, i = c.intermediate_size;
+  switch (m) {
+    case LinearModule::kQ: return {q, h};
+    case LinearModule::kK: return {kv, h};
+    case LinearModule::kV: return {kv, h};
+    case LinearModule::kO: return {h, q};
+    case LinearModule::kGate: return {i, h};
+    case LinearModule::kUp: return {i, h};
+    case LinearModule::kDown: return {h, i};
+  }
+  return {0, 0};
+}
+
+// Loading context: the adapter's name prefixes every error.
+class Loader {
+ public:
+  Loader(std::string name, std::string dir, const ModelConfig& base, const AdapterLimits& limits)
+      : name_(std::move(name)), dir_(std::move(dir)), base_(base), limits_(limits) {}
+
+  absl::Status Error(const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat("adapter '", name_, "': ", what));
+  }
+
+  absl::StatusOr<std::shared_ptr<const Adapter>> Load() {
+    std::error_code ec;
+    if (!fs::is_directory(dir_, ec)) {
+      return absl::NotFoundError(absl::StrCat("adapter '", name_, "': folder '", dir_, "' does not exist"));
+    }
+    const fs::path config_path = fs::path(dir_) / "adapter_config.json";
+    const fs::path weights_path = fs::path(dir_) / "adapter_model.safetensors";
+    try {
+      std::ifstream in(config_path);
+      if (!in) return Error(absl::StrCat(config_path.string(), " is missing (is this a peft adapter folder?)"));
+      config_ = json::parse(in);
+    } catch (const std::exception& e) {
+      return Error(absl::StrCat(config_path.string(), " is not valid JSON: ", e.what()));
+    }
+    if (!fs::exists(weights_path, ec)) {
+      return Error(absl::StrCat(weights_path.string(),
+                                " is missing (adapter_model.bin is not supported; save with safe_serialization=True)"));
+    }
+    const int64_t size = static_cast<int64_t>(fs::file_size(weights_path, ec));
+    if (size > limits_.max_file_bytes) {
+      return Error(absl::StrCat(weights_path.string(), " is ", size, " bytes, over the limit of ",
+                                limits_.max_file_bytes, " (raise --max-adapter-mb)"));
+    }
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(weights_path.string());
+    if (!file.ok()) return Error(std::string(file.status().message()));
+    file_ = *std::move(file);
+
+    adapter_ = std::make_shared<Adapter>();
+    adapter_->name = name_;
+    adapter_->dir = dir_;
+    adapter_->num_layers = base_.num_hidden_layers;
+    adapter_->modules.resize(static_cast<size_t>(base_.num_hidden_layers) * kNumLinearModules);
+    if (!config_.is_object()) return Error("adapter_config.json is not an object");
+    const std::string type = config_.value("peft_type", "");
+    absl::Status s;
+    try {
+      TESSERA_RETURN_IF_ERROR(GroupTensors());
+      if (type == "LORA") {
+        s = LoadLora();
+      } else if (type == "ROAD") {
+        s = LoadRoad();
+      } else if (type == "DIABLO") {
+        s = LoadDiablo();
+      } else {
+        return Error(absl::StrCat("peft_type '", type, "' is not supported (LORA, ROAD, DIABLO)"));
+      }
+    } catch (const json::exception& e) {
+      return Error(absl::StrCat("adapter_config.json has a field of the wrong type: ", e.what()));
+    }
+    TESSERA_RETURN_IF_ERROR(s);
+    int targeted = 0;
+    for (const AdapterModule& m : adapter_->modules) targeted += m.targeted() ? 1 : 0;
+    if (targeted == 0) return Error("no module of the base model is targeted (empty adapter?)");
+    spdlog::info("adapter '{}': {} on {} linear layers, {:.2f} MiB, from {}", name_, adapter_->DisplayKind(),
+                 targeted, adapter_->parameter_bytes / 1048576.0, dir_);
+    return std::shared_ptr<const Adapter>(adapter_);
+  }
+
+ private:
+  // Maps every tensor "base_model.model.<module>.<param>" to its module.
+  absl::Status GroupTensors() {
+    const std::string kPrefix = "base_model.model.";
+    for (const auto& [key, view] : file_->tensors()) {
+      if (key.rfind(kPrefix, 0) != 0) {
+        return Error(absl::StrCat("tensor '", key, "' does not start with '", kPrefix, "' (not a peft adapter?)"));
+      }
+      // The parameter is the suffix after the module path: lora_A.weight,
+      // road_theta, block_A, ...
+      const std::string rest = key.substr(kPrefix.size());
+      static const std::regex kSplit(R"((.*?_proj)\.(.+))");
+      std::smatch m;
+      std::optional<ModuleRef> ref;
+      if (std::regex_match(rest, m, kSplit)) ref = ParseModulePath(m[1].str(), base_.num_hidden_layers);
+      if (!ref) {
+        return Error(absl::StrCat("tensor '", key, "' targets a module the base model does not have (the base has ",
+                                  base_.num_hidden_layers, " layers with self_attn.{q,k,v,o}_proj and "
+                                  "mlp.{gate,up,down}_proj; trained for another base model?)"));
+      }
+      if (!IsFloatDType(view.dtype)) {
+        return Error(absl::StrCat("tensor '", key, "' has dtype ", DTypeName(view.dtype),
+                                  "; adapters must be F32, F16 or BF16"));
+      }
+      tensors_[ref->path][m[2].str()] = &view;
+      refs_.emplace(ref->path, *ref);
+    }
+    return absl::OkStatus();
+  }
+
+  // A tensor of one module, checked for shape and finiteness, as fp32.
+  absl::StatusOr<std::vector<float>> Tensor(const ModuleRef& ref, const std::string& param,
+                                            const std::vector<int64_t>& shape) {
+    auto it = tensors_[ref.path].find(param);
+    if (it == tensors_[ref.path].end()) {
+      return Error(absl::StrCat(ref.path, ": '", param, "' is missing"));
+    }
+    const TensorView& v = *it->second;
+    if (v.shape != shape) {
+      const auto [out, in] = ModuleShape(base_, ref.module);
+      return Error(absl::StrCat(ref.path, ".", param, " has shape ", ShapeString(v.shape), ", expected ",
+                                ShapeString(shape), " for the base's ", ref.path, " [out=", out, ", in=", in,
+                                "] (trained for another base model?)"));
+    }
+    std::vector<float> data = v.ToFloat();
+    for (size_t i = 0; i < data.size(); ++i) {
+      if (!std::isfinite(data[i])) {
+        return Error(absl::StrCat(ref.path, ".", param, " holds ", data[i], " at index ", i,
+                                  " (a diverged training run?)"));
+      }
+    }
+    adapter_->parameter_bytes += static_cast<int64_t>(data.size() * sizeof(float));
+    return data;
+  }
+
+  absl::Status RejectUnknownParams(const ModuleRef& ref, std::initializer_list<const char*> known) {
+    for (const auto& [param, view] : tensors_[ref.path]) {
+      bool ok = false;
+      for (const char* k : known) ok |= param == k;
+      if (!ok) {
+        return Error(absl::StrCat(ref.path, ": tensor '", param, "' is not supported for peft_type ",
+                                  config_.value("peft_type", ""), " (DoRA, biases and embeddings are not supported)"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> Targeted(const std::string& path) {
+    const json& t = config_.contains("target_modules") ? config_["target_modules"] : json();
+    if (t.is_string()) return RegexMatches(t.get<std::string>(), path, /*full=*/true);
+    if (t.is_array()) {
+      for (const json& e : t) {
+        const std::string name = e.get<std::string>();
+        if (path == name || (path.size() > name.size() && path.ends_with("." + name))) return true;
+      }
+      return false;
+    }
+    return true;  // absent: trust the tensors
+  }
+
+  // peft: the first key k of a pattern dict with re.match(rf"(.*\.)?({k})$", path).
+  absl::StatusOr<std::optional<json>> PatternValue(const char* field, const std::string& path) {
+    if (!config_.contains(field) || !config_[field].is_object()) return std::optional<json>();
+    for (auto it = config_[field].begin(); it != config_[field].end(); ++it) {
+      TESSERA_ASSIGN_OR_RETURN(bool hit, RegexMatches(absl::StrCat("(.*\\.)?(", it.key(), ")$"), path, false));
+      if (hit) return std::optional<json>(it.value());
+    }
+    return std::optional<json>();
+  }
+
+  absl::Status CheckTargeted(const ModuleRef& ref) {
+    TESSERA_ASSIGN_OR_RETURN(bool targeted, Targeted(ref.path));
+    if (!targeted) {
+      return Error(absl::StrCat("has weights for ", ref.path, " but target_modules (",
+                                config_["target_modules"].dump(), ") does not name it; the config and the "
+                                "weights disagree"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadLora() {
+    adapter_->kind = AdapterKind::kLora;
+    const std::string bias = config_.value("bias", "none");
+    if (bias != "none") {
+      return Error(absl::StrCat("bias '", bias, "' is not supported; only bias='none' (re-train with bias='none')"));
+    }
+    if (config_.value("lora_bias", false)) return Error("lora_bias=true is not supported");
+    if (config_.value("use_dora", false)) return Error("use_dora=true (DoRA) is not supported");
+    if (config_.contains("modules_to_save") && !config_["modules_to_save"].is_null() &&
+        !config_["modules_to_save"].empty()) {
+      return Error(absl::StrCat("modules_to_save (", config_["modules_to_save"].dump(),
+                                ") is not supported: Tessera serves one shared base model"));
+    }
+    if (config_.value("fan_in_fan_out", false)) {
+      // peft applies lora_A/lora_B as nn.Linear either way; the flag only
+      // changes how a delta is merged into Conv1D weights.
+      spdlog::warn("adapter '{}': fan_in_fan_out=true has no effect on nn.Linear targets", name_);
+    }
+    if (config_.contains("watermark")) {
+      adapter_->watermark =
+          config_["watermark"].is_string() ? config_["watermark"].get<std::string>() : config_["watermark"].dump();
+    }
+    const int64_t r_default = config_.value("r", int64_t{8});
+    const double alpha_default = config_.value("lora_alpha", 8.0);
+    const bool rslora = config_.value("use_rslora", false);
+    for (const auto& [path, ref] : refs_) {
+      TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
+      TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"lora_A.weight", "lora_B.weight"}));
+      TESSERA_ASSIGN_OR_RETURN(std::optional<json> r_pat, PatternValue("rank_pattern", path));
+      TESSERA_ASSIGN_OR_RETURN(std::optional<json> a_pat, PatternValue("alpha_pattern", path));
+      const int64_t r = r_pat ? r_pat->get<int64_t>() : r_default;
+      const double alpha = a_pat ? a_pat->get<double>() : alpha_default;
+      if (r < 1) return Error(absl::StrCat(path, ": rank ", r, " must be positive"));
+      if (r > limits_.max_rank) {
+        return Error(absl::StrCat(path, ": rank ", r, " is over the limit of ", limits_.max_rank,
+                                  " (raise --max-adapter-rank)"));
+      }
+      const auto [out, in] = ModuleShape(base_, ref.module);
+      LoraModule lora;
+      lora.rank = static_cast<int32_t>(r);
+      lora.scale = static_cast<float>(rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
+      TESSERA_ASSIGN_OR_RETURN(lora.a, Tensor(ref, "lora_A.weight", {r, in}));
+      TESSERA_ASSIGN_OR_RETURN(lora.b, Tensor(ref, "lora_B.weight", {out, r}));
+      Slot(ref).lora = std::move(lora);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadRoad() {
+    adapter_->kind = AdapterKind::kRoad;
+    const std::string variant = config_.value("variant", "road_1");
+    const int64_t group = config_.value("group_size", int64_t{64});
+    if (variant != "road_1" && variant != "road_2" && variant != "road_4") {
+      return Error(absl::StrCat("variant '", variant, "' is not supported (road_1, road_2, road_4)"));
+    }
+    if (group < 2 || group % 2 != 0) return Error(absl::StrCat("group_size ", group, " must be even and >= 2"));
+    for (const auto& [path, ref] : refs_) {
+      TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
+      TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"road_theta", "road_alpha"}));
+      const int64_t out = ModuleShape(base_, ref.module).first;
+      if (out % group != 0) {
+        return Error(absl::StrCat(path, ": out=", out, " is not a multiple of group_size ", group));
+      }
+      const int64_t n = variant == "road_1" ? out / 2 : variant == "road_2" ? out : 2 * out;
+      TESSERA_ASSIGN_OR_RETURN(std::vector<float> theta, Tensor(ref, "road_theta", {n}));
+      TESSERA_ASSIGN_OR_RETURN(std::vector<float> alpha, Tensor(ref, "road_alpha", {n}));
+      RoadModule road;
+      road.group = static_cast<int32_t>(group);
+      road.c.resize(out);
+      road.s.resize(out);
+      const int64_t h = group / 2;
+      for (int64_t i = 0; i < out; ++i) {
+        const int64_t g = i / group, k = i % group;
+        int64_t ci, si;  // indices of the (alpha, theta) pair for cos and sin
+        if (variant == "road_1") {
+          ci = si = g * h + (k % h);
+        } else if (variant == "road_2") {
+          ci = si = i;
+        } else {  // road_4: [out/group, 2, group]
+          ci = (g * 2) * group + k;
+          si = (g * 2 + 1) * group + k;
+        }
+        road.c[i] = static_cast<float>(alpha[ci] * std::cos(static_cast<double>(theta[ci])));
+        const float s = static_cast<float>(alpha[si] * std::sin(static_cast<double>(theta[si])));
+        road.s[i] = k < h ? -s : s;
+      }
+      Slot(ref).road = std::move(road);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadDiablo() {
+    adapter_->kind = AdapterKind::kDiablo;
+    const int64_t nb = config_.value("num_blocks", int64_t{0});
+    if (nb < 1) return Error("num_blocks must be a positive integer");
+    for (const auto& [path, ref] : refs_) {
+      TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
+      TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"block_A"}));
+      const auto [out, in] = ModuleShape(base_, ref.module);
+      const int64_t d1 = (in + nb - 1) / nb, d2 = (out + nb - 1) / nb;
+      const int64_t n = std::max((in + d1 - 1) / d1, (out + d2 - 1) / d2);
+      DiabloModule d;
+      d.blocks = static_cast<int32_t>(n);
+      d.d1 = static_cast<int32_t>(d1);
+      d.d2 = static_cast<int32_t>(d2);
+      TESSERA_ASSIGN_OR_RETURN(d.block, Tensor(ref, "block_A", {n, d1, d2}));
+      Slot(ref).diablo = std::move(d);
+    }
+    return absl::OkStatus();
+  }
+
+  AdapterModule& Slot(const ModuleRef& ref) {
+    return adapter_->modules[static_cast<size_t>(ref.layer) * kNumLinearModules + static_cast<int>(ref.module)];
+  }
+
+  const std::string name_, dir_;
+  const ModelConfig& base_;
+  const AdapterLimits limits_;
+  json config_;
+  std::unique_ptr<SafetensorsFile> file_;
+  std::shared_ptr<Adapter> adapter_;
+  std::map<std::string, std::map<std::string, const TensorView*>> tensors_;  // module path -> param -> view
+  std::map<std::string, ModuleRef> refs_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
+                                                           const ModelConfig& base, const AdapterLimits& limits) {
+  return Loader(name, dir, base, limits).Load();
+}
+
+}  // namespace tessera

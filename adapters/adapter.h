@@ -1,0 +1,94 @@
+// A loaded adapter: per decoder linear layer, the weights of one adapter kind,
+// converted to fp32 and validated against the base model.
+//
+//   LoRA (and SEAL-released LoRA): y += scale · B (A x),  A [r, in], B [out, r]
+//   DiaBlo: y += concat_i(pad(x)[i·d1 : (i+1)·d1] · block[i])[:out],
+//           block [n, d1, d2]
+//   RoAd:   y'[i] = c[i]·y[i] + s[i]·y[partner(i)], after the base bias;
+//           partner pairs element j with j + group/2 inside each group of
+//           `group` outputs, s carries the sign (−sin for the first half).
+//
+// Thread safety: immutable after LoadAdapter; shared by any number of threads.
+#ifndef TESSERA_ADAPTERS_ADAPTER_H_
+#define TESSERA_ADAPTERS_ADAPTER_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/model/model_config.h"
+
+namespace tessera {
+
+enum class AdapterKind { kLora, kRoad, kDiablo };
+const char* AdapterKindName(AdapterKind kind);  // "lora", "road", "diablo"
+
+// The seven linear layers of a decoder layer, in execution order.
+enum class LinearModule { kQ, kK, kV, kO, kGate, kUp, kDown };
+inline constexpr int kNumLinearModules = 7;
+const char* LinearModuleName(LinearModule m);  // "self_attn.q_proj", ...
+
+struct LoraModule {
+  int32_t rank = 0;
+  float scale = 1.0f;    // alpha / r, or alpha / sqrt(r) with use_rslora
+  std::vector<float> a;  // [rank, in]
+  std::vector<float> b;  // [out, rank]
+};
+
+struct DiabloModule {
+  int32_t blocks = 0;  // n
+  int32_t d1 = 0;      // input block size
+  int32_t d2 = 0;      // output block size
+  std::vector<float> block;  // [n, d1, d2]
+};
+
+struct RoadModule {
+  int32_t group = 0;
+  std::vector<float> c;  // [out]
+  std::vector<float> s;  // [out], signed
+};
+
+// What the adapter does to one linear layer (at most one member is set,
+// matching the adapter's kind; none when the layer is not targeted).
+struct AdapterModule {
+  std::optional<LoraModule> lora;
+  std::optional<DiabloModule> diablo;
+  std::optional<RoadModule> road;
+  bool targeted() const { return lora || diablo || road; }
+};
+
+struct AdapterLimits {
+  int32_t max_rank = 64;
+  int64_t max_file_bytes = int64_t{1} << 30;
+};
+
+struct Adapter {
+  std::string name;
+  std::string dir;
+  AdapterKind kind = AdapterKind::kLora;
+  std::string watermark;  // SEAL tag from adapter_config.json, if any
+  int32_t num_layers = 0;
+  std::vector<AdapterModule> modules;  // [num_layers * kNumLinearModules]
+  int64_t parameter_bytes = 0;
+
+  const AdapterModule& module(int32_t layer, LinearModule m) const {
+    return modules[static_cast<size_t>(layer) * kNumLinearModules + static_cast<int>(m)];
+  }
+  // "lora", "seal" (LoRA with a watermark tag), "road" or "diablo".
+  std::string DisplayKind() const;
+};
+
+// Reads DIR/adapter_config.json and DIR/adapter_model.safetensors and checks
+// them against the base config. Errors name the adapter, the module and the
+// shapes, with a hint: unknown module, shape mismatch, unsupported dtype or
+// peft option, NaN/Inf, rank over the limit, file too large, bad header.
+absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
+                                                           const ModelConfig& base, const AdapterLimits& limits);
+
+}  // namespace tessera
+
+#endif  // TESSERA_ADAPTERS_ADAPTER_H_
