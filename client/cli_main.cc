@@ -112,6 +112,8 @@ int Info(TesseraClient& client) {
             << "backend:        " << r->backend() << "\n"
             << "adapter kinds:  " << (r->adapter_kinds().empty() ? "(none)" : "");
   for (int i = 0; i < r->adapter_kinds_size(); ++i) std::cout << (i ? ", " : "") << r->adapter_kinds(i);
+  std::cout << "\nadapters:       " << (r->loaded_adapters().empty() ? "(none)" : "");
+  for (int i = 0; i < r->loaded_adapters_size(); ++i) std::cout << (i ? ", " : "") << r->loaded_adapters(i);
   std::cout << "\nversion:        " << r->version() << std::endl;
   return 0;
 }

@@ -10,8 +10,9 @@
 
 namespace tessera {
 
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
+std::vector<std::string> NormalizeFlagNames(int argc, char** argv, const std::vector<std::string>& repeatable) {
   std::vector<std::string> out;
+  std::vector<std::pair<std::string, std::string>> joined;  // name -> values so far
   bool rest = false;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -24,10 +25,27 @@ std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
         for (size_t k = start; k < std::min(end, a.size()); ++k) {
           if (a[k] == '-') a[k] = '_';
         }
+        const std::string name = a.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        if (std::find(repeatable.begin(), repeatable.end(), name) != repeatable.end()) {
+          std::string value;
+          if (end != std::string::npos) {
+            value = a.substr(end + 1);
+          } else if (i + 1 < argc) {
+            value = argv[++i];
+          }
+          auto it = std::find_if(joined.begin(), joined.end(), [&](const auto& p) { return p.first == name; });
+          if (it == joined.end()) {
+            joined.emplace_back(name, value);
+          } else {
+            it->second += "," + value;
+          }
+          continue;
+        }
       }
     }
     out.push_back(std::move(a));
   }
+  for (const auto& [name, values] : joined) out.insert(out.begin() + 1, "--" + name + "=" + values);
   return out;
 }
 

@@ -99,6 +99,7 @@ int Run() {
   absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
   if (!so.ok()) return Fail(std::string(so.status().message()));
   so->max_queue = std::numeric_limits<int32_t>::max();  // every line is queued up front
+  so->fail_on_bad_adapter = true;                        // nothing has run yet: stop here
   absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot load the model: ", stack.status().message()));
   Scheduler& scheduler = *(*stack)->scheduler;

@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "adapters/adapter_registry.h"
 
 ABSL_FLAG(std::string, model, "", "HF model folder (config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
@@ -14,6 +16,10 @@ ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batc
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(std::string, quantize, "int4", "weight quantization of the linear layers: int4, int8 or none");
 ABSL_FLAG(int64_t, quant_group_size, 128, "int4 group size along the input dimension; a positive multiple of 8");
+ABSL_FLAG(std::vector<std::string>, adapter, {},
+          "NAME=DIR of a peft adapter folder to serve as NAME; repeat the flag (or separate with commas) for more");
+ABSL_FLAG(int, max_adapter_rank, 64, "largest LoRA rank accepted");
+ABSL_FLAG(int64_t, max_adapter_mb, 1024, "largest adapter_model.safetensors accepted, in MiB");
 
 namespace tessera {
 
@@ -30,6 +36,16 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
       ParseQuantOptions(absl::GetFlag(FLAGS_quantize), absl::GetFlag(FLAGS_quant_group_size));
   if (!quant.ok()) return quant.status();
   so.quant = *quant;
+  for (const std::string& spec : absl::GetFlag(FLAGS_adapter)) {
+    absl::StatusOr<std::pair<std::string, std::string>> a = ParseAdapterSpec(spec);
+    if (!a.ok()) return a.status();
+    so.adapters.push_back(*a);
+  }
+  if (absl::GetFlag(FLAGS_max_adapter_rank) < 1 || absl::GetFlag(FLAGS_max_adapter_mb) < 1) {
+    return absl::InvalidArgumentError("--max-adapter-rank and --max-adapter-mb must be positive");
+  }
+  so.adapter_limits.max_rank = absl::GetFlag(FLAGS_max_adapter_rank);
+  so.adapter_limits.max_file_bytes = absl::GetFlag(FLAGS_max_adapter_mb) << 20;
   return so;
 }
 

@@ -9,8 +9,9 @@
 namespace tessera {
 
 // Reads --model, --threads, --max-batch-size, --max-queue,
-// --max-new-tokens-limit, --kv-cache-tokens, --kv-block-size, --quantize and
-// --quant-group-size; fails on values that cannot work.
+// --max-new-tokens-limit, --kv-cache-tokens, --kv-block-size, --quantize,
+// --quant-group-size, --adapter, --max-adapter-rank and --max-adapter-mb;
+// fails on values that cannot work.
 absl::StatusOr<ServingOptions> ServingOptionsFromFlags();
 
 }  // namespace tessera

@@ -62,7 +62,14 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
         " tokens but config.json's vocab_size is ", c.vocab_size, " (tokenizer from another model?)"));
   }
 
+  stack->adapters = std::make_unique<AdapterRegistry>();
+  for (const auto& [name, dir] : o.adapters) {
+    absl::Status s = stack->adapters->Load(name, dir, c, o.adapter_limits);
+    if (!s.ok() && (o.fail_on_bad_adapter || s.code() == absl::StatusCode::kAlreadyExists)) return s;
+  }
+
   EngineOptions eo;
+  eo.adapters = stack->adapters.get();
   eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
   eo.kv_block_size = o.kv_block_size;
   eo.kv_cache_tokens = o.kv_cache_tokens > 0
@@ -77,7 +84,8 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   so.max_queue = o.max_queue;
   so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : c.max_position_embeddings;
   const std::vector<int32_t> eos = CollectEosIds(*stack->model, *stack->tokenizer);
-  stack->scheduler = std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so);
+  stack->scheduler =
+      std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so, stack->adapters.get());
   stack->scheduler->Start();
   spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}",
                eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size);
@@ -93,7 +101,8 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_compute_dtype("float32");
   info.set_context_length(c.max_position_embeddings);
   info.set_vocab_size(c.vocab_size);
-  // Adapter kinds appear here as their loaders land (adapter issue).
+  for (const char* kind : {"lora", "seal", "road", "diablo"}) info.add_adapter_kinds(kind);
+  for (int32_t slot = 0; slot < adapters->size(); ++slot) info.add_loaded_adapters(adapters->at(slot).name);
   info.set_version(Version());
   info.set_max_batch_size(scheduler->options().max_batch_size);
   info.set_max_new_tokens_limit(scheduler->options().max_new_tokens_limit);

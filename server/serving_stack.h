@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adapters/adapter_registry.h"
 #include "server/engine/engine.h"
 #include "server/model/model.h"
 #include "server/model/tokenizer.h"
@@ -26,11 +27,17 @@ struct ServingOptions {
   int64_t kv_cache_tokens = 0;       // 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
   QuantOptions quant;  // default int4, group 128
+  std::vector<std::pair<std::string, std::string>> adapters;  // NAME, DIR
+  AdapterLimits adapter_limits;
+  // A failed adapter is logged and requests for it get its error; with this
+  // set, it fails the whole stack instead (offline batch).
+  bool fail_on_bad_adapter = false;
 };
 
 struct ServingStack {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<AdapterRegistry> adapters;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started
 

@@ -124,10 +124,6 @@ absl::Status Scheduler::Validate(const GenerationParams& p) const {
           absl::StrCat("stop token id ", id, " is outside the vocabulary [0, ", vocab_size_, ")"));
     }
   }
-  if (!p.adapter_id.empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "adapter '", p.adapter_id, "' is not loaded on this server; omit adapter_id to use the base model"));
-  }
   return absl::OkStatus();
 }
 

@@ -2,6 +2,7 @@
 // fixture model and talks to it through the real client library.
 #include <signal.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "client/tessera_client.h"
@@ -354,6 +355,87 @@ TEST(QuantizedServerTest, Int4Group32ServesTheQuantizedReference) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(std::vector<int32_t>(r->token_ids().begin(), r->token_ids().end()), Greedy("quant_int4", p));
   }
+}
+
+class AdapterServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    bad_dir_ = new testing::TempDir();
+    // A broken adapter: bias mode peft allows but Tessera does not serve.
+    std::filesystem::copy(testing::TinyLlamaDir() + "/adapters/lora", bad_dir_->Join("bad"));
+    nlohmann::json j = nlohmann::json::parse(testing::ReadFileOrDie(bad_dir_->Join("bad/adapter_config.json")));
+    j["bias"] = "all";
+    std::filesystem::permissions(bad_dir_->Join("bad/adapter_config.json"), std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
+    testing::WriteFileOrDie(bad_dir_->Join("bad/adapter_config.json"), j.dump());
+    std::vector<std::string> flags;
+    for (const char* a : {"lora", "lora2", "road", "diablo", "seal"}) {
+      flags.push_back("--adapter");
+      flags.push_back(std::string(a) + "=" + testing::TinyLlamaDir() + "/adapters/" + a);
+    }
+    flags.push_back("--adapter=broken=" + bad_dir_->Join("bad"));
+    server_ = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), flags).release();
+    ASSERT_NE(server_, nullptr);
+    client_ = TesseraClient::Connect(server_->address())->release();
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    delete server_;
+    delete bad_dir_;
+  }
+  static v1::GenerateRequest Request(int prompt, const std::string& adapter) {
+    v1::GenerateRequest r;
+    for (int32_t id : PromptIds(prompt)) r.mutable_token_ids()->add_ids(id);
+    r.set_adapter_id(adapter);
+    r.mutable_sampling()->set_max_new_tokens(16);
+    r.mutable_stopping()->set_ignore_eos(true);
+    return r;
+  }
+  static testing::TempDir* bad_dir_;
+  static testing::ServerProcess* server_;
+  static TesseraClient* client_;
+};
+testing::TempDir* AdapterServerTest::bad_dir_ = nullptr;
+testing::ServerProcess* AdapterServerTest::server_ = nullptr;
+TesseraClient* AdapterServerTest::client_ = nullptr;
+
+TEST_F(AdapterServerTest, ConcurrentRequestsWithDifferentAdaptersEachGetTheirOwn) {
+  // 36 requests (6 prompts x 5 adapters + base) at once: they share batches.
+  std::vector<std::string> adapters = {"", "lora", "lora2", "road", "diablo", "seal"};
+  std::vector<std::thread> threads;
+  std::vector<std::vector<int32_t>> got(36);
+  for (int i = 0; i < 36; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = client_->Generate(Request(i % 6, adapters[i / 6]));
+      if (r.ok()) got[i].assign(r->token_ids().begin(), r->token_ids().end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 36; ++i) {
+    const std::string variant = adapters[i / 6].empty() ? "base" : adapters[i / 6];
+    EXPECT_EQ(got[i], Greedy(variant, i % 6)) << variant << " prompt " << i % 6;
+  }
+}
+
+TEST_F(AdapterServerTest, BadAndUnknownAdaptersGetClearStatuses) {
+  auto bad = client_->Generate(Request(0, "broken"));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(bad.status().message().find("adapter 'broken' failed to load at start-up"), std::string::npos)
+      << bad.status();
+  EXPECT_NE(bad.status().message().find("bias 'all' is not supported"), std::string::npos) << bad.status();
+  auto unknown = client_->Generate(Request(0, "lora3"));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("loaded: diablo, lora, lora2, road, seal"), std::string::npos)
+      << unknown.status();
+  // The others keep serving.
+  auto ok = client_->Generate(Request(2, "road"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(std::vector<int32_t>(ok->token_ids().begin(), ok->token_ids().end()), Greedy("road", 2));
+  auto info = client_->ServerInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(std::vector<std::string>(info->adapter_kinds().begin(), info->adapter_kinds().end()),
+            (std::vector<std::string>{"lora", "seal", "road", "diablo"}));
+  EXPECT_EQ(info->loaded_adapters_size(), 5);
 }
 
 TEST(BadFlagsTest, QuantizationFlags) {

@@ -145,6 +145,50 @@ TEST(BatchTest, BadLineFailsBeforeAnyOutput) {
   EXPECT_NE(r.output.find("in.jsonl:1: not valid JSON"), std::string::npos) << r.output;
 }
 
+TEST(BatchTest, AdaptersPerLine) {
+  testing::TempDir dir;
+  {
+    std::ofstream in(dir.Join("in.jsonl"));
+    int n = 0;
+    for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
+      for (int p : {0, 4}) {
+        in << json({{"id", n++}, {"prompt_ids", PromptIds(p)}, {"adapter", a}, {"max_new_tokens", 16},
+                    {"ignore_eos", true}})
+                  .dump()
+           << "\n";
+      }
+    }
+    in << json({{"id", n}, {"prompt_ids", PromptIds(1)}, {"max_new_tokens", 16}, {"ignore_eos", true}}).dump() << "\n";
+  }
+  std::vector<std::string> argv = {BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(),
+                                   "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"),
+                                   "--quantize", "none"};
+  for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
+    argv.push_back("--adapter");
+    argv.push_back(std::string(a) + "=" + testing::TinyLlamaDir() + "/adapters/" + a);
+  }
+  auto r = RunCommand(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(out.size(), 11u);
+  int n = 0;
+  for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
+    for (int p : {0, 4}) EXPECT_EQ(out[n++]["token_ids"].get<std::vector<int32_t>>(), Greedy(a, p)) << a << " " << p;
+  }
+  EXPECT_EQ(out[10]["token_ids"].get<std::vector<int32_t>>(), Greedy("base", 1));
+
+  // A bad adapter stops the batch before any work; an unknown one names its line.
+  argv.push_back("--adapter=nope=" + dir.Join("missing"));
+  r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("adapter 'nope': folder"), std::string::npos) << r.output;
+  argv.pop_back();
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), "{\"prompt\": \"hi\", \"adapter\": \"lora9\"}\n");
+  r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:1: adapter 'lora9' is not loaded"), std::string::npos) << r.output;
+}
+
 TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
   testing::TempDir dir;
   const std::string out = dir.Join("tiny-int4");

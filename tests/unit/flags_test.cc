@@ -17,5 +17,13 @@ TEST(FlagsTest, DashedNamesBecomeUnderscoresValuesStayIntact) {
                                       "-kv_block_size=4", "--stop=a-b", "generate", "--", "--not-a-flag"}));
 }
 
+TEST(FlagsTest, RepeatableFlagsAreJoined) {
+  std::vector<std::string> in = {"prog", "--adapter", "a=/x", "--model=m", "--adapter=b=/y", "--threads", "2"};
+  std::vector<char*> argv;
+  for (auto& s : in) argv.push_back(s.data());
+  std::vector<std::string> out = NormalizeFlagNames(static_cast<int>(argv.size()), argv.data());
+  EXPECT_EQ(out, (std::vector<std::string>{"prog", "--adapter=a=/x,b=/y", "--model=m", "--threads", "2"}));
+}
+
 }  // namespace
 }  // namespace tessera
