@@ -176,6 +176,7 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
     rope.num_q_heads = c.num_attention_heads;
     rope.num_kv_heads = c.num_key_value_heads;
     rope.head_dim = c.head_dim;
+    rope.rotary_dims = RopeRotaryDims(c);
     TESSERA_RETURN_IF_ERROR(RopeCpu(rope, pool_));
     KvCacheWriteArgs kvw;
     kvw.k = k_.data();

@@ -133,6 +133,42 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
       }
     }
     if (c.rope_theta <= 0) return fail("'rope_theta' must be positive");
+    if (j.contains("rope_id") && !j["rope_id"].is_null()) {
+      const json& r = j["rope_id"];
+      if (!r.is_object()) return fail("'rope_id' must be an object {rotated_fraction, rotated_dims?, inv_freq?}");
+      if (c.rope_scaling.type != "default") {
+        return fail(absl::StrCat("'rope_id' cannot be combined with rope scaling '", c.rope_scaling.type, "'"));
+      }
+      RopeId id;
+      id.rotated_fraction = r.value("rotated_fraction", 0.0);
+      if (!(id.rotated_fraction > 0 && id.rotated_fraction <= 1)) {
+        return fail(absl::StrCat("rope_id.rotated_fraction must be in (0, 1], got ", r.value("rotated_fraction", json()).dump()));
+      }
+      const int32_t head_dim = j.contains("head_dim") && !j["head_dim"].is_null()
+                                   ? j["head_dim"].get<int32_t>()
+                                   : c.hidden_size / c.num_attention_heads;
+      const int32_t derived = 2 * static_cast<int32_t>(std::lround(id.rotated_fraction * head_dim / 2));
+      id.rotated_dims = r.contains("rotated_dims") ? r["rotated_dims"].get<int32_t>() : derived;
+      if (id.rotated_dims < 2 || id.rotated_dims % 2 != 0 || id.rotated_dims > head_dim) {
+        return fail(absl::StrCat("rope_id.rotated_dims must be even and in [2, head_dim=", head_dim, "], got ",
+                                 id.rotated_dims));
+      }
+      if (r.contains("rotated_dims") && id.rotated_dims != derived) {
+        return fail(absl::StrCat("rope_id.rotated_dims ", id.rotated_dims, " disagrees with rotated_fraction ",
+                                 id.rotated_fraction, " x head_dim ", head_dim, " = ", derived));
+      }
+      if (r.contains("inv_freq") && !r["inv_freq"].is_null()) {
+        id.inv_freq = r["inv_freq"].get<std::vector<double>>();
+        if (static_cast<int32_t>(id.inv_freq.size()) != id.rotated_dims / 2) {
+          return fail(absl::StrCat("rope_id.inv_freq has ", id.inv_freq.size(), " entries, rotated_dims/2 = ",
+                                   id.rotated_dims / 2, " expected"));
+        }
+        for (double f : id.inv_freq) {
+          if (!(std::isfinite(f) && f > 0)) return fail("rope_id.inv_freq entries must be positive and finite");
+        }
+      }
+      c.rope_id = std::move(id);
+    }
 
     // Mistral's sliding window changes the math only beyond the window; the
     // context limit is capped there instead of refusing the model.
@@ -154,9 +190,15 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
   return c;
 }
 
+int32_t RopeRotaryDims(const ModelConfig& c) { return c.rope_id ? c.rope_id->rotated_dims : c.head_dim; }
+
 std::vector<float> ComputeRopeInvFreq(const ModelConfig& c) {
-  const int half = c.head_dim / 2;
+  const int half = RopeRotaryDims(c) / 2;
   std::vector<float> inv(half);
+  if (c.rope_id && !c.rope_id->inv_freq.empty()) {
+    for (int i = 0; i < half; ++i) inv[i] = static_cast<float>(c.rope_id->inv_freq[i]);
+    return inv;
+  }
   const RopeScaling& rs = c.rope_scaling;
   for (int i = 0; i < half; ++i) {
     double f = 1.0 / std::pow(c.rope_theta, (2.0 * i) / c.head_dim);
