@@ -106,7 +106,7 @@ int Info(TesseraClient& client) {
   std::cout << ")\n"
             << "weights:        " << r->weight_bytes() / 1048576.0 << " MiB (load peak RSS "
             << r->load_peak_rss_bytes() / 1048576.0 << " MiB)\n"
-            << "context length: " << r->context_length() << "\n"
+            << "context length: " << r->context_length() << " (" << r->context_limit_reason() << ")\n"
             << "vocab size:     " << r->vocab_size() << "\n"
             << "max batch size: " << r->max_batch_size() << "\n"
             << "backend:        " << r->backend() << "\n"

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
+#include "common/process_memory.h"
 #include "nlohmann/json.hpp"
 #include "server/serving_flags.h"
 #include "spdlog/spdlog.h"
@@ -168,9 +169,9 @@ int Run() {
   std::filesystem::rename(tmp, output, ec);
   if (ec) return Fail(absl::StrCat("cannot rename ", tmp, " to ", output, ": ", ec.message()));
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::fprintf(stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s) -> %s\n",
+  std::fprintf(stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s), peak RSS %.1f MiB -> %s\n",
                results.size(), static_cast<long long>(tokens), secs, secs > 0 ? tokens / secs : 0.0,
-               output.c_str());
+               PeakRssBytes() / 1048576.0, output.c_str());
   return 0;
 }
 

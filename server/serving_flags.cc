@@ -14,6 +14,11 @@ ABSL_FLAG(int, max_queue, 1024, "most requests waiting for admission; more get R
 ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may ask; 0: the context length");
 ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batch_size full contexts");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
+ABSL_FLAG(int, max_step_tokens, 512, "tokens per engine step; longer prompts are prefilled in chunks");
+ABSL_FLAG(int64_t, max_context, 0,
+          "longest sequence served; 0: what the KV cache holds (RoPE-ID) or max_position_embeddings (plain RoPE)");
+ABSL_FLAG(bool, allow_context_extension, false,
+          "let a plain RoPE model serve past max_position_embeddings (quality degrades)");
 ABSL_FLAG(std::string, quantize, "int4", "weight quantization of the linear layers: int4, int8 or none");
 ABSL_FLAG(int64_t, quant_group_size, 128, "int4 group size along the input dimension; a positive multiple of 8");
 ABSL_FLAG(std::vector<std::string>, adapter, {},
@@ -32,6 +37,9 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
   so.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
   so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
   so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
+  so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  so.max_context = absl::GetFlag(FLAGS_max_context);
+  so.allow_context_extension = absl::GetFlag(FLAGS_allow_context_extension);
   absl::StatusOr<QuantOptions> quant =
       ParseQuantOptions(absl::GetFlag(FLAGS_quantize), absl::GetFlag(FLAGS_quant_group_size));
   if (!quant.ok()) return quant.status();

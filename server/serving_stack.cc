@@ -1,6 +1,7 @@
 #include "server/serving_stack.h"
 
 #include <algorithm>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -68,13 +69,46 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     if (!s.ok() && (o.fail_on_bad_adapter || s.code() == absl::StatusCode::kAlreadyExists)) return s;
   }
 
+  // Effective context limit, and the KV cache that serves it.
+  const int64_t trained = c.max_position_embeddings;
+  int64_t context = o.max_context > 0 ? o.max_context : trained;
+  if (c.rope_id) {
+    stack->context_limit_reason = o.max_context > 0 ? "RoPE-ID model, --max-context" : "";
+  } else if (context > trained) {
+    if (!o.allow_context_extension) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max-context ", context, " exceeds max_position_embeddings ", trained,
+          " of this plain RoPE model; add --allow-context-extension to serve it anyway (quality degrades past the "
+          "trained length), or use a RoPE-ID model"));
+    }
+    spdlog::warn("serving {} tokens with a plain RoPE model trained for {} (--allow-context-extension): expect "
+                 "quality to degrade past the trained length",
+                 context, trained);
+    stack->context_limit_reason = absl::StrCat("--max-context with --allow-context-extension (trained for ", trained, ")");
+  } else {
+    stack->context_limit_reason = o.max_context > 0 ? "--max-context" : "max_position_embeddings in config.json";
+  }
+  const int64_t kv_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens
+                                                  : std::max<int64_t>(int64_t{o.max_batch_size} * trained, context);
+  if (c.rope_id && o.max_context == 0) {
+    context = kv_tokens;
+    stack->context_limit_reason = absl::StrCat("RoPE-ID model, limited by the KV cache (", kv_tokens, " tokens)");
+  }
+  if (context > kv_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("a context of ", context, " tokens needs a KV cache of at least ",
+                                                   context, " tokens; raise --kv-cache-tokens (now ", kv_tokens, ")"));
+  }
+  if (context > std::numeric_limits<int32_t>::max() / 2) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-context ", context, " is too large"));
+  }
+  if (o.max_step_tokens < 1) return absl::InvalidArgumentError("--max-step-tokens must be >= 1");
+  stack->context_length = static_cast<int32_t>(context);
+
   EngineOptions eo;
   eo.adapters = stack->adapters.get();
   eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
   eo.kv_block_size = o.kv_block_size;
-  eo.kv_cache_tokens = o.kv_cache_tokens > 0
-                           ? o.kv_cache_tokens
-                           : static_cast<int64_t>(o.max_batch_size) * c.max_position_embeddings;
+  eo.kv_cache_tokens = kv_tokens;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*stack->model, eo);
   if (!engine.ok()) return engine.status();
   stack->engine = *std::move(engine);
@@ -82,13 +116,17 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   SchedulerOptions so;
   so.max_batch_size = o.max_batch_size;
   so.max_queue = o.max_queue;
-  so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : c.max_position_embeddings;
+  so.context_length = stack->context_length;
+  so.max_step_tokens = o.max_step_tokens;
+  so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : stack->context_length;
   const std::vector<int32_t> eos = CollectEosIds(*stack->model, *stack->tokenizer);
   stack->scheduler =
       std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so, stack->adapters.get());
   stack->scheduler->Start();
-  spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}",
-               eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size);
+  spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}, {} tokens "
+               "per step; context limit {} ({})",
+               eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size, so.max_step_tokens,
+               stack->context_length, stack->context_limit_reason);
   return stack;
 }
 
@@ -99,7 +137,8 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_architecture(c.architecture);
   info.set_dtype(DTypeTorchName(model->checkpoint_dtype));
   info.set_compute_dtype("float32");
-  info.set_context_length(c.max_position_embeddings);
+  info.set_context_length(context_length);
+  info.set_context_limit_reason(context_limit_reason);
   info.set_vocab_size(c.vocab_size);
   for (const char* kind : {"lora", "seal", "road", "diablo"}) info.add_adapter_kinds(kind);
   for (int32_t slot = 0; slot < adapters->size(); ++slot) info.add_loaded_adapters(adapters->at(slot).name);

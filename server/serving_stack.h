@@ -26,6 +26,12 @@ struct ServingOptions {
   int32_t max_new_tokens_limit = 0;  // 0: the context length
   int64_t kv_cache_tokens = 0;       // 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
+  int32_t max_step_tokens = 512;
+  // Longest sequence served. 0: a RoPE-ID model serves what the KV cache
+  // holds, a plain RoPE model its max_position_embeddings.
+  int64_t max_context = 0;
+  // Lets a plain RoPE model serve past max_position_embeddings (warned).
+  bool allow_context_extension = false;
   QuantOptions quant;  // default int4, group 128
   std::vector<std::pair<std::string, std::string>> adapters;  // NAME, DIR
   AdapterLimits adapter_limits;
@@ -40,6 +46,8 @@ struct ServingStack {
   std::unique_ptr<AdapterRegistry> adapters;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started
+  int32_t context_length = 0;
+  std::string context_limit_reason;
 
   v1::ServerInfoResponse Info() const;
 };

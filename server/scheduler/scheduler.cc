@@ -44,6 +44,10 @@ struct Scheduler::Request {
   GenerationParams params;
   GenerationCallbacks callbacks;
   int32_t adapter_slot = -1;  // -1: base model
+  uint64_t arrival = 0;       // submission order, for FIFO prefill
+  int32_t prompt_done = 0;    // prompt tokens already in the KV cache
+  int32_t chunk = 0;          // prompt tokens to run in the current step
+  bool prefilling() const { return prompt_done < static_cast<int32_t>(params.prompt_ids.size()); }
   int32_t max_new = 0;  // after the context-limit clip
   uint64_t seed = 0;
   std::unique_ptr<Sampler> sampler;
@@ -67,7 +71,8 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
       adapters_(adapters),
       eos_ids_(std::move(eos_ids)),
       options_(options),
-      context_length_(engine->model().config.max_position_embeddings),
+      context_length_(options.context_length > 0 ? options.context_length
+                                                 : engine->model().config.max_position_embeddings),
       vocab_size_(engine->model().config.vocab_size),
       wake_(std::make_shared<RequestHandle::Wake>()) {}
 
@@ -163,6 +168,7 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   r->callbacks = std::move(callbacks);
   r->submitted = absl::Now();
   std::lock_guard<std::mutex> lock(wake_->mu);
+  r->arrival = next_arrival_++;
   if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
   if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
     return absl::ResourceExhaustedError(
@@ -251,36 +257,60 @@ void Scheduler::Loop() {
   }
 }
 
+void Scheduler::AssignPrefillChunks() {
+  int64_t budget = options_.max_step_tokens;
+  std::vector<Request*> prefilling;
+  for (auto& r : running_) {
+    if (r->prefilling()) {
+      prefilling.push_back(r.get());
+    } else {
+      --budget;  // one decode row
+    }
+  }
+  std::sort(prefilling.begin(), prefilling.end(), [](Request* a, Request* b) { return a->arrival < b->arrival; });
+  for (Request* r : prefilling) {
+    const int64_t remaining = static_cast<int64_t>(r->params.prompt_ids.size()) - r->prompt_done;
+    r->chunk = static_cast<int32_t>(std::clamp<int64_t>(budget, 0, remaining));
+    budget -= r->chunk;
+  }
+}
+
 void Scheduler::RunStep() {
+  AssignPrefillChunks();
   // Sequences of the same adapter sit next to each other, so each adapter is
   // one segment (stable: FIFO order within an adapter).
   std::stable_sort(running_.begin(), running_.end(),
                    [](const auto& a, const auto& b) { return a->adapter_slot < b->adapter_slot; });
   BatchPlan plan;
+  std::vector<Request*> in_plan;
   for (auto& r : running_) {
+    if (r->prefilling() && r->chunk == 0) continue;  // waits for budget
     SequencePlan sp;
     sp.query_begin = plan.num_tokens();
     sp.kv_len = r->kv_len;
     sp.block_table = r->blocks;
-    sp.needs_logits = true;
-    if (r->kv_len == 0) {
+    if (r->prefilling()) {
       const auto& ids = r->params.prompt_ids;
-      plan.token_ids.insert(plan.token_ids.end(), ids.begin(), ids.end());
-      for (int32_t i = 0; i < static_cast<int32_t>(ids.size()); ++i) plan.positions.push_back(i);
-      sp.query_len = static_cast<int32_t>(ids.size());
+      plan.token_ids.insert(plan.token_ids.end(), ids.begin() + r->prompt_done, ids.begin() + r->prompt_done + r->chunk);
+      for (int32_t i = 0; i < r->chunk; ++i) plan.positions.push_back(r->kv_len + i);
+      sp.query_len = r->chunk;
+      sp.needs_logits = r->prompt_done + r->chunk == static_cast<int32_t>(ids.size());
     } else {
       plan.token_ids.push_back(r->generated.back());
       plan.positions.push_back(r->kv_len);
       sp.query_len = 1;
+      sp.needs_logits = true;
     }
     if (r->adapter_slot >= 0) {
-      if (!plan.adapter_segments.empty() && plan.adapter_segments.back().slot == r->adapter_slot) {
+      if (!plan.adapter_segments.empty() && plan.adapter_segments.back().slot == r->adapter_slot &&
+          plan.adapter_segments.back().row_begin + plan.adapter_segments.back().row_count == sp.query_begin) {
         plan.adapter_segments.back().row_count += sp.query_len;
       } else {
         plan.adapter_segments.push_back({sp.query_begin, sp.query_len, r->adapter_slot});
       }
     }
     plan.sequences.push_back(std::move(sp));
+    in_plan.push_back(r.get());
   }
   if (absl::Status s = engine_->Step(plan, &logits_); !s.ok()) {
     spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());
@@ -292,11 +322,17 @@ void Scheduler::RunStep() {
     return;
   }
   const absl::Time now = absl::Now();
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Request& r = *running_[i];
-    const float* row = logits_.data() + i * vocab_size_;
-    if (r.kv_len == 0 && r.params.return_prompt_logits) r.prompt_logits.assign(row, row + vocab_size_);
+  size_t logit_row = 0;
+  for (size_t i = 0; i < in_plan.size(); ++i) {
+    Request& r = *in_plan[i];
     r.kv_len += plan.sequences[i].query_len;
+    if (r.prefilling()) {
+      r.prompt_done += r.chunk;
+      r.chunk = 0;
+      if (r.prefilling()) continue;  // more prompt chunks to come
+    }
+    const float* row = logits_.data() + (logit_row++) * vocab_size_;
+    if (r.generated.empty() && r.params.return_prompt_logits) r.prompt_logits.assign(row, row + vocab_size_);
     const int32_t token = r.sampler->Sample(row, vocab_size_);
     if (r.generated.empty()) r.first_token = now;
     r.generated.push_back(token);

@@ -26,6 +26,12 @@ namespace tessera {
 
 struct SchedulerOptions {
   int32_t max_batch_size = 8;
+  // Longest sequence (prompt + generated) served; 0: max_position_embeddings.
+  int32_t context_length = 0;
+  // Tokens per engine step: decode rows first, then prompt chunks (chunked
+  // prefill, oldest request first), so a long prompt never needs one giant
+  // activation buffer and never stalls the decoding requests.
+  int32_t max_step_tokens = 512;
   int32_t max_queue = 1024;
   int32_t max_new_tokens_limit = 1024;
   int32_t max_stop_strings = 16;
@@ -89,6 +95,8 @@ class Scheduler {
   void Loop();
   void Admit(std::vector<std::unique_ptr<Request>>* cancelled);
   void RunStep();
+  // Prompt tokens of each prefilling request to run this step (0: wait).
+  void AssignPrefillChunks();
   void FinishRequest(Request& r, FinishReason reason, absl::Status status = absl::OkStatus());
 
   Engine* engine_;
@@ -102,6 +110,7 @@ class Scheduler {
   std::shared_ptr<RequestHandle::Wake> wake_;  // mutex, condvar and the queue
   std::thread thread_;
   std::atomic<bool> admitting_{true};
+  uint64_t next_arrival_ = 0;  // guarded by wake_->mu
 
   // Owned by the scheduler thread.
   std::vector<std::unique_ptr<Request>> running_;

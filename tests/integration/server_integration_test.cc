@@ -438,6 +438,61 @@ TEST_F(AdapterServerTest, BadAndUnknownAdaptersGetClearStatuses) {
   EXPECT_EQ(info->loaded_adapters_size(), 5);
 }
 
+TEST(ContextLimitTest, RopeIdServesBeyondTheTrainingLength) {
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaDir() + "/model-ropeid", {"--max-step-tokens", "200"});
+  ASSERT_NE(server, nullptr);
+  auto client = TesseraClient::Connect(server->address());
+  ASSERT_TRUE(client.ok());
+  auto info = (*client)->ServerInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->context_length(), 2048u);  // 8 x 256 tokens of KV cache, not 256
+  EXPECT_EQ(info->context_limit_reason(), "RoPE-ID model, limited by the KV cache (2048 tokens)");
+  const auto& long_case = testing::Expected()["rope_id"]["long"];
+  v1::GenerateRequest req;
+  for (int32_t id : long_case["ids"]) req.mutable_token_ids()->add_ids(id);
+  req.mutable_sampling()->set_max_new_tokens(16);
+  req.mutable_stopping()->set_ignore_eos(true);
+  auto r = (*client)->Generate(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::vector<int32_t>(r->token_ids().begin(), r->token_ids().end()),
+            long_case["greedy"].get<std::vector<int32_t>>());
+  // Over the effective limit: both numbers in the message.
+  req.mutable_token_ids()->clear_ids();
+  for (int i = 0; i < 2100; ++i) req.mutable_token_ids()->add_ids(100);
+  auto over = (*client)->Generate(req);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("prompt has 2100 tokens but the context limit is 2048"), std::string::npos)
+      << over.status();
+}
+
+TEST(ContextLimitTest, PlainRopeNeedsExplicitExtension) {
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
+                                                  testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0",
+                                                  "--max-context", "1024"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--max-context 1024 exceeds max_position_embeddings 256"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--allow-context-extension"), std::string::npos) << r.output;
+
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
+                                              {"--max-context", "1024", "--allow-context-extension"});
+  ASSERT_NE(server, nullptr);
+  auto client = TesseraClient::Connect(server->address());
+  auto info = (*client)->ServerInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->context_length(), 1024u);
+  EXPECT_NE(info->context_limit_reason().find("--allow-context-extension"), std::string::npos);
+  EXPECT_NE(server->Log().find("expect quality to degrade"), std::string::npos);
+}
+
+TEST(BadModelFolderTest, MalformedRopeId) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  nlohmann::json j = nlohmann::json::parse(testing::ReadFileOrDie(dir.Join("config.json")));
+  j["rope_id"] = {{"rotated_fraction", 0.5}, {"inv_freq", {1.0, 0.1}}};
+  testing::WriteFileOrDie(dir.Join("config.json"), j.dump());
+  ExpectStartFails(dir.path(), {dir.Join("config.json"), "rope_id.inv_freq has 2 entries"});
+}
+
 TEST(BadFlagsTest, QuantizationFlags) {
   for (const auto& [flags, needle] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--quantize", "int3"}, "unknown --quantize value 'int3' (use int4, int8 or none)"},

@@ -189,6 +189,58 @@ TEST(BatchTest, AdaptersPerLine) {
   EXPECT_NE(r.output.find("in.jsonl:1: adapter 'lora9' is not loaded"), std::string::npos) << r.output;
 }
 
+TEST(LongContextTest, RopeIdRequestBeyondTheTrainingLengthThroughTheBatchTool) {
+  testing::TempDir dir;
+  const auto& long_case = testing::Expected()["rope_id"]["long"];
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), json({{"id", "long"}, {"prompt_ids", long_case["ids"]},
+                                                      {"max_new_tokens", 16}, {"ignore_eos", true},
+                                                      {"return_logits", "last"}})
+                                                    .dump() +
+                                                    "\n");
+  // A small step budget: the 598-token prompt is prefilled in 5 chunks.
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaDir() + "/model-ropeid",
+                       "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--quantize", "none",
+                       "--max-step-tokens", "128"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]["token_ids"], long_case["greedy"]);
+  EXPECT_LE(testing::MaxAbsDiff(out[0]["last_logits"].get<std::vector<float>>(), testing::ExpectedTensor("ropeid_long/0")),
+            1e-4f);
+}
+
+// A 32k-token prompt on the tiny RoPE-ID model completes with peak RSS within
+// 20% of KV bytes + model + a fixed overhead of 16 MiB (the process with its
+// libraries, the tokenizer and the activations of one 512-token chunk).
+TEST(LongContextTest, ThirtyTwoThousandTokenPromptMemory) {
+  testing::TempDir dir;
+  std::vector<int32_t> ids(32768);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = 4 + static_cast<int32_t>((i * 2654435761u) % 508);
+  testing::WriteFileOrDie(dir.Join("in.jsonl"),
+                          json({{"prompt_ids", ids}, {"max_new_tokens", 4}, {"ignore_eos", true}}).dump() + "\n");
+  const int64_t context = 32768 + 4;
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaDir() + "/model-ropeid",
+                       "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--quantize", "none",
+                       "--max-batch-size", "1", "--max-context", std::to_string(context)},
+                      absl::Seconds(300));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]["usage"]["prompt_tokens"], 32768);
+  EXPECT_EQ(out[0]["token_ids"].size(), 4u);
+  const size_t at = r.output.find("peak RSS ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const double peak_mib = std::stod(r.output.substr(at + 9));
+  // KV: blocks of 16 tokens x 2 layers x (K, V) x 2 kv heads x 16 dims x fp32.
+  const double kv_mib = ((context + 15) / 16 * 16) * 2.0 * 2 * 2 * 16 * 4 / 1048576.0;
+  const double model_mib = 634216 / 1048576.0;
+  const double expected = kv_mib + model_mib + 16.0;
+  RecordProperty("peak_rss_mib", std::to_string(peak_mib));
+  RecordProperty("kv_mib", std::to_string(kv_mib));
+  EXPECT_LE(peak_mib, 1.2 * expected) << "kv " << kv_mib << " MiB";
+  EXPECT_GE(peak_mib, kv_mib);  // the cache really is resident
+}
+
 TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
   testing::TempDir dir;
   const std::string out = dir.Join("tiny-int4");

@@ -24,7 +24,7 @@ class SchedulerTest : public ::testing::Test {
     delete tokenizer_;
   }
 
-  void StartScheduler(int32_t max_batch, int64_t kv_tokens = 8 * 256) {
+  void StartScheduler(int32_t max_batch, int64_t kv_tokens = 8 * 256, int32_t max_step_tokens = 512) {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = kv_tokens;
@@ -32,6 +32,7 @@ class SchedulerTest : public ::testing::Test {
     SchedulerOptions so;
     so.max_batch_size = max_batch;
     so.max_new_tokens_limit = 256;
+    so.max_step_tokens = max_step_tokens;
     scheduler_ = std::make_unique<Scheduler>(engine_.get(), tokenizer_, std::vector<int32_t>{1}, so);
     scheduler_->Start();
   }
@@ -97,6 +98,18 @@ TEST_F(SchedulerTest, ConcurrentRequestsGetTheirOwnGreedyTokens) {
     EXPECT_EQ(streamed, o.result.text);
     EXPECT_EQ(streamed_ids, o.result.token_ids);
     EXPECT_GE(o.result.total_ms, o.result.time_to_first_token_ms);
+  }
+}
+
+TEST_F(SchedulerTest, ChunkedPrefillGivesTheSameTokens) {
+  // A 7-token step budget: prompts of up to 40 tokens are prefilled over many
+  // steps, interleaved with the decode rows of the others.
+  StartScheduler(/*max_batch=*/6, 8 * 256, /*max_step_tokens=*/7);
+  std::vector<std::future<Outcome>> futures;
+  for (int p = 0; p < 6; ++p) futures.push_back(Submit(Greedy16(p)));
+  for (int p = 0; p < 6; ++p) {
+    Outcome o = futures[p].get();
+    EXPECT_EQ(o.result.token_ids, Greedy("base", p)) << "prompt " << p;
   }
 }
 
