@@ -33,6 +33,7 @@ ABSL_FLAG(int, vocab, 0, "vocab_size (at least the fixture tokenizer's 512)");
 ABSL_FLAG(int, max_position, 0, "max_position_embeddings");
 ABSL_FLAG(double, rope_theta, 0, "rope_theta");
 ABSL_FLAG(std::string, dtype, "f32", "f32, bf16 or f16");
+ABSL_FLAG(double, rope_id_fraction, 0, "write a RoPE-ID config rotating this fraction of each head (0: plain RoPE)");
 ABSL_FLAG(int64_t, shard_mb, 0, "split into shards of about this many MiB (with an index); 0: one file");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(std::string, tokenizer_from, "",
@@ -226,6 +227,11 @@ int Run() {
                                    {"bos_token_id", 0},
                                    {"eos_token_id", 1},
                                    {"torch_dtype", torch_dtype}};
+  const double rope_id = absl::GetFlag(FLAGS_rope_id_fraction);
+  if (rope_id != 0) {
+    if (!(rope_id > 0 && rope_id <= 1)) return Fail("--rope-id-fraction must be in (0, 1]");
+    config["rope_id"] = {{"rotated_fraction", rope_id}};
+  }
   std::ofstream((fs::path(out_dir) / "config.json").string()) << config.dump(2) << "\n";
   std::string tok_dir = absl::GetFlag(FLAGS_tokenizer_from);
   if (tok_dir.empty()) tok_dir = TESSERA_DEFAULT_TOKENIZER_DIR;
