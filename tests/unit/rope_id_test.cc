@@ -111,12 +111,9 @@ TEST_F(RopeIdModelTest, PromptsMatchTheReference) {
   for (int p = 0; p < 6; ++p) {
     auto [logits, greedy] = Generate(testing::PromptIds(p), 64);
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("ropeid/" + std::to_string(p))), 1e-4f) << p;
-    // Compare the steps whose recorded top-2 margin is >= 1e-3 (prompt 4's
-    // first step has a margin of 4.9e-4: a legitimate float32 tie).
-    const int reliable = r["greedy_reliable_steps"][p].get<int>();
-    const std::vector<int32_t> expected = r["greedy"][p].get<std::vector<int32_t>>();
-    EXPECT_EQ(std::vector<int32_t>(greedy.begin(), greedy.begin() + reliable),
-              std::vector<int32_t>(expected.begin(), expected.begin() + reliable))
+    // All 16 steps, even prompt 4 whose first step has a top-2 margin of only
+    // 4.9e-4 (the fixture calls it unreliable across summation orders).
+    EXPECT_EQ(greedy, r["greedy"][p].get<std::vector<int32_t>>())
         << p;
   }
   EXPECT_GT(MaxAbsDiff(Generate(testing::PromptIds(3), 64).first, ExpectedTensor("base/3")), 1.0f);
