@@ -19,6 +19,10 @@ float DotPortable(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
+void AxpyPortable(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
 void DequantInt8Portable(const int8_t* q, float scale, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale;
 }
@@ -65,6 +69,7 @@ void DotInt4RowsPortable(const float* x, int64_t stride, int rows, const uint8_t
 #if defined(__x86_64__)
 // Defined in vector_isa_avx2.cc, compiled with -mavx2 -mfma.
 float DotAvx2(const float* a, const float* b, int64_t n);
+void AxpyAvx2(float alpha, const float* x, float* y, int64_t n);
 void DequantInt8Avx2(const int8_t* q, float scale, float* out, int64_t n);
 void DequantInt4Avx2(const uint8_t* packed, const float* scales, int32_t group, float* out, int64_t n);
 void DotInt8RowsAvx2(const float* x, int64_t stride, int rows, const int8_t* q, float scale, int64_t n, float* out);
@@ -73,14 +78,14 @@ void DotInt4RowsAvx2(const float* x, int64_t stride, int rows, const uint8_t* pa
 #endif
 
 const VectorIsa& PortableIsa() {
-  static const VectorIsa isa = {"portable",          DotPortable,     DequantInt8Portable,
+  static const VectorIsa isa = {"portable",          DotPortable,     AxpyPortable,       DequantInt8Portable,
                                  DequantInt4Portable, DotInt8RowsPortable, DotInt4RowsPortable};
   return isa;
 }
 
 const VectorIsa* Avx2Isa() {
 #if defined(__x86_64__)
-  static const VectorIsa isa = {"avx2+fma", DotAvx2, DequantInt8Avx2, DequantInt4Avx2, DotInt8RowsAvx2, DotInt4RowsAvx2};
+  static const VectorIsa isa = {"avx2+fma", DotAvx2, AxpyAvx2, DequantInt8Avx2, DequantInt4Avx2, DotInt8RowsAvx2, DotInt4RowsAvx2};
   static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return supported ? &isa : nullptr;
 #else

@@ -14,6 +14,8 @@ struct VectorIsa {
   const char* name;
   // Σ a[i]·b[i], i < n.
   float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] += alpha · x[i], i < n.
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   // out[i] = q[i] · scale, i < n.
   void (*dequant_int8)(const int8_t* q, float scale, float* out, int64_t n);
   // out[i] = nibble(packed, i) · scales[i / group], i < n; group % 8 == 0.

@@ -24,6 +24,15 @@ float DotAvx2(const float* a, const float* b, int64_t n) {
   return total;
 }
 
+void AxpyAvx2(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
 void DequantInt8Avx2(const int8_t* q, float scale, float* out, int64_t n) {
   const __m256 vs = _mm256_set1_ps(scale);
   int64_t i = 0;
