@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "adapters/adapter_registry.h"
+#include "bench/bench_util.h"
 #include "common/flags.h"
 #include "common/version.h"
 #include "kernels/cpu/vector_isa.h"
@@ -57,14 +58,16 @@ std::shared_ptr<const Adapter> RandomAdapter(const std::string& name, AdapterKin
   a->modules.resize(static_cast<size_t>(c.num_hidden_layers) * kNumLinearModules);
   const int64_t h = c.hidden_size, q = int64_t{c.num_attention_heads} * c.head_dim,
                 kv = int64_t{c.num_key_value_heads} * c.head_dim, inter = c.intermediate_size;
-  const std::pair<int64_t, int64_t> shapes[] = {{q, h}, {kv, h}, {kv, h}, {h, q}, {inter, h}, {inter, h}, {h, inter}};
+  const std::pair<int64_t, int64_t> shapes[] = {{q, h},     {kv, h},    {kv, h},   {h, q},
+                                                {inter, h}, {inter, h}, {h, inter}};
   for (int32_t l = 0; l < c.num_hidden_layers; ++l) {
     for (int m = 0; m < kNumLinearModules; ++m) {
       const auto [out, in] = shapes[m];
       AdapterModule& mod = a->modules[static_cast<size_t>(l) * kNumLinearModules + m];
       if (kind == AdapterKind::kLora) {
         const int r = absl::GetFlag(FLAGS_lora_rank);
-        mod.lora = LoraModule{r, 2.0f, Random(rng, r * in, 1 / std::sqrt(double(in))), Random(rng, out * r, 0.01)};
+        mod.lora =
+            LoraModule{r, 2.0f, Random(rng, r * in, 1 / std::sqrt(double(in))), Random(rng, out * r, 0.01)};
       } else if (kind == AdapterKind::kRoad) {
         const int g = absl::GetFlag(FLAGS_road_group);
         if (out % g != 0) continue;
@@ -81,20 +84,12 @@ std::shared_ptr<const Adapter> RandomAdapter(const std::string& name, AdapterKin
   return a;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 int Run() {
   spdlog::set_level(spdlog::level::warn);
-  absl::StatusOr<QuantOptions> quant =
-      ParseQuantOptions(absl::GetFlag(FLAGS_quantize), absl::GetFlag(FLAGS_quant_group_size));
-  if (!quant.ok()) return Fail(std::string(quant.status().message()));
-  LoadOptions lo;
-  lo.quant = *quant;
-  auto model = LoadModel(absl::GetFlag(FLAGS_model), lo);
+  auto model = LoadBenchModel(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_quantize),
+                              absl::GetFlag(FLAGS_quant_group_size));
   if (!model.ok()) return Fail(std::string(model.status().message()));
+  const QuantOptions* quant = &(*model)->quant;
   const ModelConfig& c = (*model)->config;
   const int batch = absl::GetFlag(FLAGS_batch);
   const int32_t prompt = 16, steps = absl::GetFlag(FLAGS_steps);
@@ -104,7 +99,8 @@ int Run() {
   const AdapterKind kinds[] = {AdapterKind::kLora, AdapterKind::kRoad, AdapterKind::kDiablo};
   for (AdapterKind k : kinds) {
     for (int i = 0; i < 16; ++i) {
-      if (absl::Status s = registry.Add(RandomAdapter(absl::StrCat(AdapterKindName(k), i), k, c, rng)); !s.ok()) {
+      if (absl::Status s = registry.Add(RandomAdapter(absl::StrCat(AdapterKindName(k), i), k, c, rng));
+          !s.ok()) {
         return Fail(std::string(s.message()));
       }
     }
@@ -122,7 +118,8 @@ int Run() {
   auto time_steps = [&](std::vector<int32_t> slots) -> absl::StatusOr<double> {
     std::sort(slots.begin(), slots.end());
     std::vector<std::vector<int32_t>> blocks;
-    for (int i = 0; i < batch; ++i) blocks.push_back(*(*engine)->kv_cache().Allocate((*engine)->kv_cache().BlocksFor(prompt + steps + 1)));
+    for (int i = 0; i < batch; ++i)
+      blocks.push_back(*(*engine)->kv_cache().Allocate((*engine)->kv_cache().BlocksFor(prompt + steps + 1)));
     auto plan_for = [&](int32_t kv_len, int32_t len) {
       BatchPlan p;
       for (int i = 0; i < batch; ++i) {
@@ -159,7 +156,8 @@ int Run() {
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
   std::printf("%-8s %9s %12s %8s\n", "kind", "distinct", "step ms", "ratio");
   std::printf("%-8s %9d %12.3f %8.3f\n", "none", 0, *base, 1.0);
-  results.push_back({{"kind", "none"}, {"distinct_adapters", 0}, {"step_ms_median", *base}, {"ratio_to_base", 1.0}});
+  results.push_back(
+      {{"kind", "none"}, {"distinct_adapters", 0}, {"step_ms_median", *base}, {"ratio_to_base", 1.0}});
   for (int k = 0; k < 3; ++k) {
     for (int distinct : {1, 4, 16}) {
       std::vector<int32_t> slots(batch);
@@ -185,10 +183,8 @@ int Run() {
                                 {"diablo_blocks", absl::GetFlag(FLAGS_diablo_blocks)},
                                 {"cpu_isa", ActiveIsa().name},
                                 {"results", results}};
-  std::ofstream out(absl::GetFlag(FLAGS_output));
-  out << doc.dump(2) << "\n";
-  if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_output)));
-  std::printf("wrote %s\n", absl::GetFlag(FLAGS_output).c_str());
+  if (absl::Status s = WriteJsonReport(doc, absl::GetFlag(FLAGS_output)); !s.ok())
+    return Fail(std::string(s.message()));
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "common/flags.h"
 #include "common/version.h"
 #include "kernels/cpu/vector_isa.h"
@@ -37,11 +38,6 @@ namespace {
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "tessera-bench-decode: %s\n", msg.c_str());
   return 1;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 int64_t Parameters(const ModelConfig& c) {
@@ -143,10 +139,8 @@ int Run() {
                                 {"hardware_threads", std::thread::hardware_concurrency()},
                                 {"batch_size", 1},
                                 {"results", results}};
-  std::ofstream out(absl::GetFlag(FLAGS_output));
-  out << doc.dump(2) << "\n";
-  if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_output)));
-  std::printf("wrote %s\n", absl::GetFlag(FLAGS_output).c_str());
+  if (absl::Status s = WriteJsonReport(doc, absl::GetFlag(FLAGS_output)); !s.ok())
+    return Fail(std::string(s.message()));
   return 0;
 }
 

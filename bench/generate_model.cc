@@ -33,7 +33,8 @@ ABSL_FLAG(int, vocab, 0, "vocab_size (at least the fixture tokenizer's 512)");
 ABSL_FLAG(int, max_position, 0, "max_position_embeddings");
 ABSL_FLAG(double, rope_theta, 0, "rope_theta");
 ABSL_FLAG(std::string, dtype, "f32", "f32, bf16 or f16");
-ABSL_FLAG(double, rope_id_fraction, 0, "write a RoPE-ID config rotating this fraction of each head (0: plain RoPE)");
+ABSL_FLAG(double, rope_id_fraction, 0,
+          "write a RoPE-ID config rotating this fraction of each head (0: plain RoPE)");
 ABSL_FLAG(int64_t, shard_mb, 0, "split into shards of about this many MiB (with an index); 0: one file");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(std::string, tokenizer_from, "",

@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "common/flags.h"
 #include "common/version.h"
 #include "kernels/cpu/vector_isa.h"
@@ -26,10 +27,12 @@
 #include "server/model/model.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, model, "", "model folder (a RoPE-ID model, e.g. tessera-genmodel --rope-id-fraction 0.5)");
+ABSL_FLAG(std::string, model, "",
+          "model folder (a RoPE-ID model, e.g. tessera-genmodel --rope-id-fraction 0.5)");
 ABSL_FLAG(std::string, quantize, "int4", "int4, int8 or none");
 ABSL_FLAG(int64_t, quant_group_size, 128, "int4 group size");
-ABSL_FLAG(std::vector<std::string>, contexts, std::vector<std::string>({"1024", "4096", "16384"}), "contexts");
+ABSL_FLAG(std::vector<std::string>, contexts, std::vector<std::string>({"1024", "4096", "16384"}),
+          "contexts");
 ABSL_FLAG(int, chunk, 128, "prefill chunk timed at each context");
 ABSL_FLAG(int, decode_steps, 5, "decode steps timed at each context (median)");
 ABSL_FLAG(int, threads, 2, "engine threads");
@@ -45,13 +48,10 @@ int Fail(const std::string& msg) {
 
 int Run() {
   spdlog::set_level(spdlog::level::warn);
-  absl::StatusOr<QuantOptions> quant =
-      ParseQuantOptions(absl::GetFlag(FLAGS_quantize), absl::GetFlag(FLAGS_quant_group_size));
-  if (!quant.ok()) return Fail(std::string(quant.status().message()));
-  LoadOptions lo;
-  lo.quant = *quant;
-  auto model = LoadModel(absl::GetFlag(FLAGS_model), lo);
+  auto model = LoadBenchModel(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_quantize),
+                              absl::GetFlag(FLAGS_quant_group_size));
   if (!model.ok()) return Fail(std::string(model.status().message()));
+  const QuantOptions* quant = &(*model)->quant;
   if (!(*model)->config.rope_id) std::fprintf(stderr, "tessera-bench-long: note: not a RoPE-ID model\n");
   const int chunk = absl::GetFlag(FLAGS_chunk);
   std::vector<int64_t> contexts;
@@ -95,10 +95,10 @@ int Run() {
       if (absl::Status s = (*engine)->Step(d, &logits); !s.ok()) return Fail(std::string(s.message()));
       decode_s.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
     }
-    std::sort(decode_s.begin(), decode_s.end());
-    const double decode_tps = 1.0 / decode_s[decode_s.size() / 2];
+    const double decode_tps = 1.0 / Median(decode_s);
     const double kv_mib = context * kv_bytes_per_token / 1048576.0;
-    std::printf("%9lld %16.1f %15.2f %10.1f\n", static_cast<long long>(context), prefill_tps, decode_tps, kv_mib);
+    std::printf("%9lld %16.1f %15.2f %10.1f\n", static_cast<long long>(context), prefill_tps, decode_tps,
+                kv_mib);
     std::fflush(stdout);
     results.push_back({{"context", context},
                        {"prefill_chunk", chunk},
@@ -114,13 +114,12 @@ int Run() {
                                 {"quantization", DescribeQuantization(*quant)},
                                 {"threads", eo.num_threads},
                                 {"cpu_isa", ActiveIsa().name},
-                                {"method", "KV of the first C-chunk positions allocated, not computed; prefill = one "
-                                           "chunk at positions C-chunk..C-1; decode = median step at position C"},
+                                {"method",
+                                 "KV of the first C-chunk positions allocated, not computed; prefill = one "
+                                 "chunk at positions C-chunk..C-1; decode = median step at position C"},
                                 {"results", results}};
-  std::ofstream out(absl::GetFlag(FLAGS_output));
-  out << doc.dump(2) << "\n";
-  if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_output)));
-  std::printf("wrote %s\n", absl::GetFlag(FLAGS_output).c_str());
+  if (absl::Status s = WriteJsonReport(doc, absl::GetFlag(FLAGS_output)); !s.ok())
+    return Fail(std::string(s.message()));
   return 0;
 }
 
@@ -128,8 +127,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  tessera::ParseFlagsWithoutArguments(argc, argv,
-                                      "CPU long-context throughput.\n"
-                                      "  tessera-bench-long --model DIR [--contexts 1024,4096,16384] [--chunk 128]");
+  tessera::ParseFlagsWithoutArguments(
+      argc, argv,
+      "CPU long-context throughput.\n"
+      "  tessera-bench-long --model DIR [--contexts 1024,4096,16384] [--chunk 128]");
   return tessera::Run();
 }

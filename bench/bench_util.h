@@ -1,0 +1,28 @@
+// Pieces shared by the benchmark tools in bench/.
+#ifndef TESSERA_BENCH_BENCH_UTIL_H_
+#define TESSERA_BENCH_BENCH_UTIL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "server/model/model.h"
+
+namespace tessera {
+
+// Median of v (mean of the middle two for an even count); v must be non-empty.
+double Median(std::vector<double> v);
+
+// Loads dir with --quantize-style options ("int4", "int8", "none").
+absl::StatusOr<std::unique_ptr<Model>> LoadBenchModel(const std::string& dir, const std::string& quantize,
+                                                      int64_t group_size);
+
+// Writes doc (indented) to path and prints "wrote PATH".
+absl::Status WriteJsonReport(const nlohmann::ordered_json& doc, const std::string& path);
+
+}  // namespace tessera
+
+#endif  // TESSERA_BENCH_BENCH_UTIL_H_
