@@ -57,7 +57,9 @@ absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, Line* line) {
     }
     if (j.contains("prompt")) {
       const std::string text = j["prompt"].get<std::string>();
-      if (text.empty()) return absl::InvalidArgumentError("prompt is empty");
+      // Before encoding: a tokenizer that adds BOS would turn "" into one token.
+      if (text.empty())
+        return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
       absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text);
       if (!ids.ok()) return ids.status();
       p.prompt_ids = *std::move(ids);
@@ -100,7 +102,7 @@ int Run() {
   absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
   if (!so.ok()) return Fail(std::string(so.status().message()));
   so->max_queue = std::numeric_limits<int32_t>::max();  // every line is queued up front
-  so->fail_on_bad_adapter = true;                        // nothing has run yet: stop here
+  so->fail_on_bad_adapter = true;                       // nothing has run yet: stop here
   absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot load the model: ", stack.status().message()));
   Scheduler& scheduler = *(*stack)->scheduler;
@@ -169,9 +171,10 @@ int Run() {
   std::filesystem::rename(tmp, output, ec);
   if (ec) return Fail(absl::StrCat("cannot rename ", tmp, " to ", output, ": ", ec.message()));
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::fprintf(stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s), peak RSS %.1f MiB -> %s\n",
-               results.size(), static_cast<long long>(tokens), secs, secs > 0 ? tokens / secs : 0.0,
-               PeakRssBytes() / 1048576.0, output.c_str());
+  std::fprintf(
+      stderr, "tessera-batch: %zu requests, %lld tokens in %.2f s (%.1f tokens/s), peak RSS %.1f MiB -> %s\n",
+      results.size(), static_cast<long long>(tokens), secs, secs > 0 ? tokens / secs : 0.0,
+      PeakRssBytes() / 1048576.0, output.c_str());
   return 0;
 }
 

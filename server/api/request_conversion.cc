@@ -9,6 +9,8 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
   GenerationParams p;
   switch (req.prompt_case()) {
     case v1::GenerateRequest::kText: {
+      // Checked before encoding: a tokenizer that adds BOS would turn "" into
+      // a one-token prompt.
       if (req.text().empty()) {
         return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
       }
@@ -21,7 +23,7 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
       p.prompt_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
       break;
     case v1::GenerateRequest::PROMPT_NOT_SET:
-      return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
+      break;  // no ids: Scheduler::Submit rejects the empty prompt
   }
   const v1::SamplingParams& s = req.sampling();
   if (s.has_max_new_tokens()) {
