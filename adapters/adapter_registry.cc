@@ -62,6 +62,12 @@ absl::StatusOr<int32_t> AdapterRegistry::Resolve(const std::string& name) const 
                                           "); omit the adapter to use the base model"));
 }
 
+std::vector<const Adapter*> AdapterRegistry::Slots() const {
+  std::vector<const Adapter*> out;
+  for (const auto& a : slots_) out.push_back(a.get());
+  return out;
+}
+
 std::vector<std::string> AdapterRegistry::Kinds() const {
   std::set<std::string> kinds;
   for (const auto& a : slots_) kinds.insert(a->DisplayKind());

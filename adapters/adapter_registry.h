@@ -34,6 +34,9 @@ class AdapterRegistry {
   // load error when it failed to load.
   absl::StatusOr<int32_t> Resolve(const std::string& name) const;
   const Adapter& at(int32_t slot) const { return *slots_[slot]; }
+  // Every adapter by slot, for Engine::Step.
+  std::vector<const Adapter*> Slots() const;
+  const std::vector<std::shared_ptr<const Adapter>>& all() const { return slots_; }
   int32_t size() const { return static_cast<int32_t>(slots_.size()); }
   // Kinds served ("lora", "seal", "road", "diablo"), sorted, without repeats.
   std::vector<std::string> Kinds() const;

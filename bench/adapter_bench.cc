@@ -108,7 +108,7 @@ int Run() {
   EngineOptions eo;
   eo.num_threads = absl::GetFlag(FLAGS_threads);
   eo.kv_cache_tokens = int64_t{batch} * ((prompt + steps + 1 + 15) / 16 * 16);  // whole blocks per sequence
-  eo.adapters = &registry;
+  const std::vector<const Adapter*> adapter_slots = registry.Slots();
   auto engine = Engine::Create(**model, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
@@ -139,12 +139,12 @@ int Run() {
       return p;
     };
     std::vector<float> logits;
-    if (absl::Status s = (*engine)->Step(plan_for(0, prompt), &logits); !s.ok()) return s;
+    if (absl::Status s = (*engine)->Step(plan_for(0, prompt), &logits, adapter_slots); !s.ok()) return s;
     std::vector<double> ms;
     for (int32_t step = 0; step < steps; ++step) {
       BatchPlan p = plan_for(prompt + step, 1);
       const absl::Time start = absl::Now();
-      if (absl::Status s = (*engine)->Step(p, &logits); !s.ok()) return s;
+      if (absl::Status s = (*engine)->Step(p, &logits, adapter_slots); !s.ok()) return s;
       ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     }
     for (auto& b : blocks) (*engine)->kv_cache().Free(b);

@@ -1,19 +1,52 @@
 // tessera: command-line client.
-//   tessera generate --server ADDR --prompt TEXT [--stream] [--max-new-tokens N]
-//                    [--temperature T] [--top-k K] [--top-p P] [--seed S]
-//                    [--stop S1,S2] [--ignore-eos] [--adapter ID] [--json]
-//   tessera info --server ADDR [--json]
-#include <cstdio>
-#include <iostream>
+//   tessera [--server ADDR] [--api-key KEY] [--json] COMMAND ...
+//   tessera generate --prompt TEXT [--stream] [--max-new-tokens N] [--temperature T] [--top-k K]
+//                    [--top-p P] [--seed S] [--stop S1,S2] [--ignore-eos] [--adapter REF]
+//   tessera info
+//   tessera adapters upload DIR --name NAME [--shared] [--description TEXT] [--kind KIND]
+//   tessera adapters list
+//   tessera adapters info REF
+//   tessera adapters rm REF
+//   tessera adapters prefetch REF
+// --api-key defaults to $TESSERA_API_KEY and is sent as `authorization: Bearer KEY` on every call.
+// Failures print `error: CODE: message` on stderr and exit non-zero (2 for a usage error, 1 otherwise).
+// `adapters upload` draws a progress bar on stderr when stderr is a terminal.
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "client/tessera_client.h"
 #include "common/flags.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "server address host:port");
+ABSL_FLAG(std::string, api_key, "",
+          "API key, sent as `authorization: Bearer KEY`; empty: the TESSERA_API_KEY environment variable");
+ABSL_FLAG(bool, json, false, "print responses as JSON (one object per line when streaming)");
+ABSL_FLAG(double, timeout, 0,
+          "seconds to wait for the response; 0: the command's default (generate 600 s, adapters upload "
+          "30 min, adapters prefetch 5 min, others 30 s)");
+ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
+// generate
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(bool, stream, false, "print text as it is generated");
 ABSL_FLAG(int, max_new_tokens, 16, "tokens to generate");
@@ -23,25 +56,72 @@ ABSL_FLAG(double, top_p, 1.0, "nucleus mass in (0, 1]");
 ABSL_FLAG(int64_t, seed, -1, "sampling seed; -1 lets the server choose (and report) one");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "comma-separated stop strings");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
-ABSL_FLAG(std::string, adapter, "", "adapter id (empty: base model)");
-ABSL_FLAG(bool, json, false, "print responses as JSON (one object per line when streaming)");
-ABSL_FLAG(double, timeout, 600, "seconds to wait for the response");
-ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
+ABSL_FLAG(std::string, adapter, "", "adapter reference, NAME or OWNER/NAME (empty: base model)");
+// adapters upload
+ABSL_FLAG(std::string, name, "", "adapters upload: name of the new adapter");
+ABSL_FLAG(bool, shared, false, "adapters upload: let every tenant use the adapter (default: private)");
+ABSL_FLAG(std::string, description, "", "adapters upload: free-text description");
+ABSL_FLAG(std::string, kind, "",
+          "adapters upload: expected kind (lora, seal, road, diablo); empty: as adapter_config.json says");
 
 namespace tessera {
 namespace {
 
 constexpr char kUsage[] =
     "Tessera command-line client.\n"
-    "  tessera generate --server ADDR --prompt TEXT [--stream] [--max-new-tokens N]\n"
-    "                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop A,B]\n"
-    "                   [--ignore-eos] [--adapter ID] [--json]\n"
-    "  tessera info --server ADDR [--json]";
+    "  tessera [--server ADDR] [--api-key KEY] [--json] COMMAND ...\n"
+    "  tessera generate --prompt TEXT [--stream] [--max-new-tokens N] [--temperature T]\n"
+    "                   [--top-k K] [--top-p P] [--seed S] [--stop A,B] [--ignore-eos]\n"
+    "                   [--adapter REF]\n"
+    "  tessera info\n"
+    "  tessera adapters upload DIR --name NAME [--shared] [--description TEXT] [--kind KIND]\n"
+    "  tessera adapters list\n"
+    "  tessera adapters info REF\n"
+    "  tessera adapters rm REF\n"
+    "  tessera adapters prefetch REF\n"
+    "DIR holds adapter_config.json and adapter_model.safetensors. REF is NAME (your own adapter)\n"
+    "or OWNER/NAME (another tenant's shared one). --api-key defaults to $TESSERA_API_KEY.";
 
 int Error(const absl::Status& s) {
   std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
                std::string(s.message()).c_str());
   return 1;
+}
+
+// A command line that names no valid command: the error, the usage and a hint; exit status 2.
+int UsageError(const std::string& message) {
+  Error(absl::InvalidArgumentError(message));
+  std::fprintf(stderr, "\n%s\n(run 'tessera --help' for every flag)\n", kUsage);
+  return 2;
+}
+
+// absl::ParseCommandLine would reject an unknown flag with its own message and exit status; find it first
+// so that it is reported like every other usage error. Returns the flag as spelled ("--bogus-flag"), or
+// "" when every flag is known.
+std::string FindUnknownFlag(int argc, char** argv) {
+  const std::vector<std::string> args = NormalizeFlagNames(argc, argv);
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    const size_t start = a[1] == '-' ? 2 : 1;
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+    if (name == "undefok") return "";  // absl decides
+    // Handled by absl::ParseCommandLine itself, not registered flags in every absl version.
+    static constexpr const char* kBuiltin[] = {"help",   "helpfull",  "helpshort",       "helppackage",
+                                               "helpon", "helpmatch", "only_check_args", "version"};
+    if (std::find(std::begin(kBuiltin), std::end(kBuiltin), name) != std::end(kBuiltin)) continue;
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) {
+      const absl::CommandLineFlag* positive =
+          absl::StartsWith(name, "no") ? absl::FindCommandLineFlag(name.substr(2)) : nullptr;
+      if (positive != nullptr && positive->IsOfType<bool>()) continue;  // --nojson
+      return "--" + absl::StrReplaceAll(name, {{"_", "-"}});
+    }
+    if (eq == std::string::npos && !flag->IsOfType<bool>()) ++i;  // "--name VALUE": skip the value
+  }
+  return "";
 }
 
 std::string ToJson(const google::protobuf::Message& m) {
@@ -52,6 +132,118 @@ std::string ToJson(const google::protobuf::Message& m) {
   (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
   return out;
 }
+
+// --api-key, else $TESSERA_API_KEY.
+std::string ApiKey() {
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (key.empty()) {
+    const char* env = std::getenv("TESSERA_API_KEY");
+    if (env != nullptr) key = env;
+  }
+  return key;
+}
+
+// --timeout when set (> 0), else the command's own `fallback`.
+absl::Duration Deadline(absl::Duration fallback) {
+  const double seconds = absl::GetFlag(FLAGS_timeout);
+  return seconds > 0 ? absl::Seconds(seconds) : fallback;
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  if (bytes < (uint64_t{1} << 20)) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
+  if (bytes < (uint64_t{1} << 30)) return absl::StrFormat("%.1f MiB", bytes / 1048576.0);
+  return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
+}
+
+std::string VisibilityName(v1::Visibility v) {
+  switch (v) {
+    case v1::VISIBILITY_UNSPECIFIED:
+    case v1::VISIBILITY_PRIVATE:
+      return "private";
+    case v1::VISIBILITY_SHARED:
+      return "shared";
+    default:
+      return absl::StrCat("visibility ", static_cast<int>(v));
+  }
+}
+
+std::string StateName(v1::AdapterState s) {
+  switch (s) {
+    case v1::ADAPTER_STATE_UNSPECIFIED:
+      return "-";
+    case v1::ADAPTER_STATE_STORED:
+      return "stored";
+    case v1::ADAPTER_STATE_RESIDENT:
+      return "resident";
+    case v1::ADAPTER_STATE_PINNED:
+      return "pinned";
+    default:
+      return absl::StrCat("state ", static_cast<int>(s));
+  }
+}
+
+std::string RankText(const v1::AdapterInfo& a) { return a.rank() == 0 ? "-" : absl::StrCat(a.rank()); }
+
+void PrintAdapter(const v1::AdapterInfo& a, bool with_config) {
+  std::cout << "reference:   " << a.reference() << "\n"
+            << "kind:        " << a.kind() << "\n"
+            << "rank:        " << RankText(a) << "\n"
+            << "stored:      " << FormatBytes(a.stored_bytes()) << " (" << a.stored_bytes() << " bytes)\n"
+            << "resident:    " << FormatBytes(a.resident_bytes()) << " when loaded\n"
+            << "sha256:      " << a.sha256() << "\n"
+            << "visibility:  " << VisibilityName(a.visibility()) << "\n"
+            << "state:       " << StateName(a.state()) << "\n";
+  if (a.created_unix_ms() != 0) {
+    std::cout << "created:     "
+              << absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(a.created_unix_ms()),
+                                  absl::UTCTimeZone())
+              << "\n";
+  }
+  if (!a.description().empty()) std::cout << "description: " << a.description() << "\n";
+  if (with_config && !a.config_json().empty()) {
+    std::cout << "config:\n";
+    for (absl::string_view line : absl::StrSplit(absl::StripTrailingAsciiWhitespace(a.config_json()), '\n')) {
+      std::cout << "  " << line << "\n";
+    }
+  }
+  std::cout << std::flush;
+}
+
+// `uploading NAME  [#####.....]  42%  3.1/7.4 MiB` on stderr, redrawn in place; silent when stderr is
+// not a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string name) : name_(std::move(name)), enabled_(isatty(STDERR_FILENO) != 0) {}
+
+  void Update(int64_t sent, int64_t total) {
+    if (!enabled_) return;
+    constexpr int kWidth = 30;
+    const double fraction = total > 0 ? std::clamp(static_cast<double>(sent) / total, 0.0, 1.0) : 1.0;
+    const int filled = static_cast<int>(fraction * kWidth);
+    std::string text = absl::StrFormat("uploading %s  [%s%s]  %3d%%  %.1f/%.1f MiB", name_,
+                                       std::string(filled, '#'), std::string(kWidth - filled, '.'),
+                                       static_cast<int>(fraction * 100), sent / 1048576.0, total / 1048576.0);
+    if (text == last_) return;
+    const size_t width = text.size();
+    if (text.size() < last_.size()) text.append(last_.size() - text.size(), ' ');
+    std::fprintf(stderr, "\r%s", text.c_str());
+    std::fflush(stderr);
+    last_ = std::move(text);
+    last_.resize(width);
+  }
+
+  // Ends the bar's line, so that what follows starts on a fresh one.
+  void Finish() {
+    if (!last_.empty()) std::fputc('\n', stderr);
+    last_.clear();
+  }
+
+ private:
+  std::string name_;
+  bool enabled_;
+  std::string last_;
+};
 
 int Generate(TesseraClient& client) {
   v1::GenerateRequest req;
@@ -65,7 +257,7 @@ int Generate(TesseraClient& client) {
   for (const std::string& stop : absl::GetFlag(FLAGS_stop)) req.mutable_stopping()->add_stop(stop);
   req.mutable_stopping()->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
   req.set_adapter_id(absl::GetFlag(FLAGS_adapter));
-  const absl::Duration deadline = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  const absl::Duration deadline = Deadline(absl::Minutes(10));
   const bool json = absl::GetFlag(FLAGS_json);
 
   if (absl::GetFlag(FLAGS_stream)) {
@@ -93,7 +285,7 @@ int Generate(TesseraClient& client) {
 }
 
 int Info(TesseraClient& client) {
-  absl::StatusOr<v1::ServerInfoResponse> r = client.ServerInfo();
+  absl::StatusOr<v1::ServerInfoResponse> r = client.ServerInfo(Deadline(absl::Seconds(30)));
   if (!r.ok()) return Error(r.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*r) << std::endl;
@@ -118,26 +310,156 @@ int Info(TesseraClient& client) {
   return 0;
 }
 
+int AdaptersUpload(TesseraClient& client, const std::string& dir) {
+  v1::UploadMetadata metadata;
+  metadata.set_name(absl::GetFlag(FLAGS_name));
+  metadata.set_kind(absl::GetFlag(FLAGS_kind));
+  metadata.set_description(absl::GetFlag(FLAGS_description));
+  metadata.set_visibility(absl::GetFlag(FLAGS_shared) ? v1::VISIBILITY_SHARED : v1::VISIBILITY_PRIVATE);
+  ProgressBar bar(metadata.name());
+  absl::StatusOr<v1::AdapterInfo> r = client.UploadAdapter(
+      dir, metadata, [&](int64_t sent, int64_t total) { bar.Update(sent, total); },
+      Deadline(absl::Minutes(30)));
+  bar.Finish();
+  if (!r.ok()) return Error(r.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << ToJson(*r) << std::endl;
+  } else {
+    PrintAdapter(*r, /*with_config=*/false);
+  }
+  return 0;
+}
+
+int AdaptersList(TesseraClient& client) {
+  absl::StatusOr<v1::ListAdaptersResponse> r = client.ListAdapters(Deadline(absl::Seconds(30)));
+  if (!r.ok()) return Error(r.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << ToJson(*r) << std::endl;
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"REFERENCE", "KIND", "RANK", "STORED", "STATE", "VISIBILITY"}};
+  for (const v1::AdapterInfo& a : r->adapters()) {
+    rows.push_back({a.reference(), a.kind(), RankText(a), FormatBytes(a.stored_bytes()), StateName(a.state()),
+                    VisibilityName(a.visibility())});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line.append(widths[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+  std::cout << std::flush;
+  return 0;
+}
+
+int AdaptersInfo(TesseraClient& client, const std::string& reference) {
+  absl::StatusOr<v1::AdapterInfo> r = client.GetAdapter(reference, Deadline(absl::Seconds(30)));
+  if (!r.ok()) return Error(r.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << ToJson(*r) << std::endl;
+  } else {
+    PrintAdapter(*r, /*with_config=*/true);
+  }
+  return 0;
+}
+
+int AdaptersRemove(TesseraClient& client, const std::string& reference) {
+  absl::Status st = client.DeleteAdapter(reference, Deadline(absl::Seconds(30)));
+  if (!st.ok()) return Error(st);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << nlohmann::json{{"reference", reference}, {"deleted", true}}.dump() << std::endl;
+  } else {
+    std::cout << "deleted " << reference << std::endl;
+  }
+  return 0;
+}
+
+int AdaptersPrefetch(TesseraClient& client, const std::string& reference) {
+  absl::StatusOr<v1::AdapterInfo> r = client.PrefetchAdapter(reference, Deadline(absl::Minutes(5)));
+  if (!r.ok()) return Error(r.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << ToJson(*r) << std::endl;
+  } else {
+    std::cout << "prefetched " << r->reference() << ": " << StateName(r->state()) << ", "
+              << FormatBytes(r->resident_bytes()) << " resident" << std::endl;
+  }
+  return 0;
+}
+
+int Run(const std::vector<std::string>& args) {
+  if (args.empty()) return UsageError("no command given");
+  const std::string& command = args[0];
+  if (command == "help") {
+    std::printf("%s\n(run 'tessera --help' for every flag)\n", kUsage);
+    return 0;
+  }
+  // Check the whole command line before connecting, so that usage errors need no server.
+  std::function<int(TesseraClient&)> action;
+  if (command == "generate" || command == "info") {
+    if (args.size() > 1) {
+      return UsageError(absl::StrCat("unexpected argument '", args[1], "' after '", command,
+                                     "' (flags start with --, e.g. --prompt TEXT)"));
+    }
+    if (command == "generate") {
+      if (absl::GetFlag(FLAGS_prompt).empty()) return UsageError("generate needs --prompt TEXT");
+      action = Generate;
+    } else {
+      action = Info;
+    }
+  } else if (command == "adapters") {
+    if (args.size() < 2) return UsageError("adapters needs a subcommand: upload, list, info, rm or prefetch");
+    const std::string& sub = args[1];
+    const std::vector<std::string> operands(args.begin() + 2, args.end());
+    if (sub == "list") {
+      if (!operands.empty()) {
+        return UsageError(absl::StrCat("unexpected argument '", operands[0], "' after 'adapters list'"));
+      }
+      action = AdaptersList;
+    } else if (sub == "upload" || sub == "info" || sub == "rm" || sub == "prefetch") {
+      const char* operand = sub == "upload" ? "DIR" : "REF";
+      if (operands.size() != 1 || operands[0].empty()) {
+        return UsageError(absl::StrCat("adapters ", sub, " takes exactly one ", operand, ", got ",
+                                       operands.size(), " arguments"));
+      }
+      const std::string arg = operands[0];
+      if (sub == "upload") {
+        if (absl::GetFlag(FLAGS_name).empty()) return UsageError("adapters upload needs --name NAME");
+        action = [arg](TesseraClient& c) { return AdaptersUpload(c, arg); };
+      } else if (sub == "info") {
+        action = [arg](TesseraClient& c) { return AdaptersInfo(c, arg); };
+      } else if (sub == "rm") {
+        action = [arg](TesseraClient& c) { return AdaptersRemove(c, arg); };
+      } else {
+        action = [arg](TesseraClient& c) { return AdaptersPrefetch(c, arg); };
+      }
+    } else {
+      return UsageError(absl::StrCat("unknown adapters subcommand '", sub,
+                                     "' (expected upload, list, info, rm or prefetch)"));
+    }
+  } else {
+    return UsageError(absl::StrCat("unknown command '", command, "' (expected generate, info or adapters)"));
+  }
+
+  absl::StatusOr<std::unique_ptr<TesseraClient>> client = TesseraClient::Connect(
+      absl::GetFlag(FLAGS_server), absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), ApiKey());
+  if (!client.ok()) return Error(client.status());
+  return action(**client);
+}
+
 }  // namespace
 }  // namespace tessera
 
 int main(int argc, char** argv) {
+  if (const std::string flag = tessera::FindUnknownFlag(argc, argv); !flag.empty()) {
+    return tessera::UsageError(absl::StrCat("unknown flag ", flag));
+  }
   const std::vector<std::string> rest = tessera::ParseFlags(argc, argv, tessera::kUsage);
-  if (rest.size() != 2) {
-    std::fprintf(stderr, "%s\n", tessera::kUsage);
-    return 2;
-  }
-  const std::string command = rest[1];
-  if (command != "generate" && command != "info") {
-    std::fprintf(stderr, "unknown command '%s'\n%s\n", command.c_str(), tessera::kUsage);
-    return 2;
-  }
-  if (command == "generate" && absl::GetFlag(FLAGS_prompt).empty()) {
-    std::fprintf(stderr, "generate needs --prompt TEXT\n");
-    return 2;
-  }
-  auto client = tessera::TesseraClient::Connect(absl::GetFlag(FLAGS_server),
-                                                absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)));
-  if (!client.ok()) return tessera::Error(client.status());
-  return command == "generate" ? tessera::Generate(**client) : tessera::Info(**client);
+  return tessera::Run(std::vector<std::string>(rest.begin() + 1, rest.end()));
 }

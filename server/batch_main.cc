@@ -123,6 +123,11 @@ int Run() {
     if (absl::Status s = ParseLine(j, *(*stack)->tokenizer, &line); !s.ok()) {
       return Fail(absl::StrCat(input, ":", number, ": ", s.message()));
     }
+    if (!line.params.adapter_id.empty()) {
+      if (absl::StatusOr<int32_t> slot = (*stack)->adapters->Resolve(line.params.adapter_id); !slot.ok()) {
+        return Fail(absl::StrCat(input, ":", number, ": ", slot.status().message()));
+      }
+    }
     lines.push_back(std::move(line));
   }
 

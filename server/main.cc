@@ -1,5 +1,6 @@
-// tessera-server: serves tessera.v1.Inference, grpc.health.v1 and server
-// reflection for one model folder.
+// tessera-server: serves tessera.v1.Inference, tessera.v1.Adapters,
+// grpc.health.v1 and server reflection for one model folder, and Prometheus
+// metrics over HTTP.
 #include <signal.h>
 
 #include <cstdio>
@@ -16,7 +17,11 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/api/adapter_catalog.h"
+#include "server/api/adapter_service.h"
 #include "server/api/inference_service.h"
+#include "server/api/server_metrics.h"
+#include "server/api/tenants.h"
 #include "server/serving_flags.h"
 #include "spdlog/spdlog.h"
 
@@ -26,6 +31,13 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(std::string, port_file, "",
           "write the bound port to this file once serving (for tests and scripts)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, data_dir, "", "durable adapter store; empty: no uploads, start-up adapters only");
+ABSL_FLAG(double, adapter_cache_mb, 1024, "memory for resident uploaded adapters, in MiB (LRU beyond it)");
+ABSL_FLAG(double, max_upload_mb, 1024, "largest adapter upload (both files), in MiB");
+ABSL_FLAG(std::string, tenants, "", "tenants and API key hashes, JSON (see README)");
+ABSL_FLAG(bool, insecure_no_auth, false, "accept every call as the admin tenant 'local' (local demos only)");
+ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics over HTTP; empty: off");
+ABSL_FLAG(std::string, metrics_port_file, "", "write the bound metrics port to this file");
 
 namespace tessera {
 namespace {
@@ -61,12 +73,51 @@ int Run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<TenantDirectory> tenants;
+  if (absl::GetFlag(FLAGS_insecure_no_auth)) {
+    if (!absl::GetFlag(FLAGS_tenants).empty()) return Fail("pass either --tenants or --insecure-no-auth, not both");
+    spdlog::warn("--insecure-no-auth: every caller is the admin tenant 'local'; use it for local demos only");
+    tenants = TenantDirectory::Insecure();
+  } else if (absl::GetFlag(FLAGS_tenants).empty()) {
+    return Fail("cannot start: no --tenants FILE (API keys, see README); for a local demo pass --insecure-no-auth");
+  } else {
+    absl::StatusOr<std::unique_ptr<TenantDirectory>> t = TenantDirectory::FromFile(absl::GetFlag(FLAGS_tenants));
+    if (!t.ok()) return Fail(absl::StrCat("cannot start: ", t.status().message()));
+    tenants = *std::move(t);
+    spdlog::info("{} tenant(s) from {}", tenants->size(), absl::GetFlag(FLAGS_tenants));
+  }
+  const auto mib = [](double mb) { return static_cast<int64_t>(mb * (1 << 20)); };
+  if (mib(absl::GetFlag(FLAGS_adapter_cache_mb)) < 1 || mib(absl::GetFlag(FLAGS_max_upload_mb)) < 1) {
+    return Fail("cannot start: --adapter-cache-mb and --max-upload-mb must be positive");
+  }
+
+  ServerMetrics metrics;
   absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
   if (!so.ok()) return Fail(absl::StrCat("cannot start: ", so.status().message()));
+  so->data_dir = absl::GetFlag(FLAGS_data_dir);
+  so->adapter_cache_bytes = mib(absl::GetFlag(FLAGS_adapter_cache_mb));
+  so->scheduler_observer = metrics.SchedulerObserver();
+  so->adapter_cache_observer = metrics.CacheObserver();
   absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot start: ", stack.status().message()));
+  metrics.AttachStack(stack->get());
+  std::unique_ptr<MetricsHttpServer> metrics_http;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m = MetricsHttpServer::Start(listen, &metrics.registry());
+    if (!m.ok()) return Fail(absl::StrCat("cannot start metrics: ", m.status().message()));
+    metrics_http = *std::move(m);
+    spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), metrics_http->port());
+    if (!absl::GetFlag(FLAGS_metrics_port_file).empty()) {
+      if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_http->port()); !s.ok()) {
+        return Fail(std::string(s.message()));
+      }
+    }
+  }
 
-  InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), (*stack)->Info());
+  AdapterCatalog catalog(stack->get(), mib(absl::GetFlag(FLAGS_max_upload_mb)));
+  InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,
+                           (*stack)->Info());
+  AdapterService adapter_service(tenants.get(), &catalog);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -74,6 +125,12 @@ int Run() {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
+  builder.RegisterService(&adapter_service);
+  // Uploads arrive in chunks of about 1 MiB; leave room for the framing.
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metrics.InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return Fail(absl::StrCat("cannot listen on '", listen, "' (address in use, or not host:port?)"));
@@ -81,6 +138,7 @@ int Run() {
   // "" is the whole server; the named entry lets probes ask for the API.
   server->GetHealthCheckService()->SetServingStatus(true);
   server->GetHealthCheckService()->SetServingStatus(v1::Inference::service_full_name(), true);
+  server->GetHealthCheckService()->SetServingStatus(v1::Adapters::service_full_name(), true);
   const std::string host = listen.substr(0, listen.rfind(':'));
   spdlog::info("serving {} on {}:{}", (*stack)->model->name, host, port);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
@@ -101,6 +159,7 @@ int Run() {
   // cancels their requests in the scheduler.
   server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   (*stack)->scheduler->Stop();
+  if (metrics_http) metrics_http->Stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -12,7 +12,9 @@ ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
 ABSL_FLAG(int, max_batch_size, 8, "most requests decoded together in one step");
 ABSL_FLAG(int, max_queue, 1024, "most requests waiting for admission; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may ask; 0: the context length");
-ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: max_batch_size full contexts");
+ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: from --kv-cache-bytes");
+ABSL_FLAG(int64_t, kv_cache_bytes, 0,
+          "KV cache capacity in bytes, when --kv-cache-tokens is 0; 0: max_batch_size full contexts");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(int, max_step_tokens, 512, "tokens per engine step; longer prompts are prefilled in chunks");
 ABSL_FLAG(int64_t, max_context, 0,
@@ -36,6 +38,7 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
   so.max_queue = absl::GetFlag(FLAGS_max_queue);
   so.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
   so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
+  so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   so.max_context = absl::GetFlag(FLAGS_max_context);

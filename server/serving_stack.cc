@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/version.h"
 #include "kernels/cuda/device_query.h"
 #include "nlohmann/json.hpp"
@@ -63,11 +64,38 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
         " tokens but config.json's vocab_size is ", c.vocab_size, " (tokenizer from another model?)"));
   }
 
+  stack->adapter_limits = o.adapter_limits;
   stack->adapters = std::make_unique<AdapterRegistry>();
   for (const auto& [name, dir] : o.adapters) {
     absl::Status s = stack->adapters->Load(name, dir, c, o.adapter_limits);
     if (!s.ok() && (o.fail_on_bad_adapter || s.code() == absl::StatusCode::kAlreadyExists)) return s;
   }
+  if (!o.data_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<AdapterStore>> store = AdapterStore::Open(o.data_dir);
+    if (!store.ok()) return store.status();
+    stack->store = *std::move(store);
+    spdlog::info("adapter store {}: {} adapter(s), {} quarantined", o.data_dir, stack->store->List().size(),
+                 stack->store->quarantined());
+  }
+  // Stored adapters load lazily through the cache: "@ID" keys; the file
+  // hashes are checked on every load, so a corrupted entry is quarantined
+  // instead of served.
+  AdapterStore* store = stack->store.get();
+  const ModelConfig* config = &c;
+  const AdapterLimits limits = o.adapter_limits;
+  auto loader = [store, config, limits](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+    if (store == nullptr || key.empty() || key[0] != '@') {
+      return absl::NotFoundError(absl::StrCat("adapter ", key, " is not stored on this server"));
+    }
+    for (const StoredAdapter& e : store->List()) {
+      if (e.id != key.substr(1)) continue;
+      TESSERA_RETURN_IF_ERROR(store->Verify(e));
+      return LoadAdapter(e.reference(), store->PathOf(e), *config, limits);
+    }
+    return absl::NotFoundError(absl::StrCat("adapter ", key, " was deleted"));
+  };
+  stack->cache = std::make_unique<AdapterCache>(o.adapter_cache_bytes, loader, o.adapter_cache_observer);
+  for (const std::shared_ptr<const Adapter>& a : stack->adapters->all()) stack->cache->AddPermanent(a->name, a);
 
   // Effective context limit, and the KV cache that serves it.
   const int64_t trained = c.max_position_embeddings;
@@ -88,8 +116,18 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   } else {
     stack->context_limit_reason = o.max_context > 0 ? "--max-context" : "max_position_embeddings in config.json";
   }
-  const int64_t kv_tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens
-                                                  : std::max<int64_t>(int64_t{o.max_batch_size} * trained, context);
+  const int64_t kv_bytes_per_token =
+      int64_t{2} * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+  int64_t kv_tokens = o.kv_cache_tokens;
+  if (kv_tokens <= 0 && o.kv_cache_bytes > 0) {
+    kv_tokens = o.kv_cache_bytes / kv_bytes_per_token;
+    if (kv_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-bytes ", o.kv_cache_bytes,
+                                                     " holds no token; one token needs ", kv_bytes_per_token,
+                                                     " bytes with this model"));
+    }
+  }
+  if (kv_tokens <= 0) kv_tokens = std::max<int64_t>(int64_t{o.max_batch_size} * trained, context);
   if (c.rope_id && o.max_context == 0) {
     context = kv_tokens;
     stack->context_limit_reason = absl::StrCat("RoPE-ID model, limited by the KV cache (", kv_tokens, " tokens)");
@@ -105,7 +143,6 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   stack->context_length = static_cast<int32_t>(context);
 
   EngineOptions eo;
-  eo.adapters = stack->adapters.get();
   eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
   eo.kv_block_size = o.kv_block_size;
   eo.kv_cache_tokens = kv_tokens;
@@ -121,13 +158,21 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : stack->context_length;
   const std::vector<int32_t> eos = CollectEosIds(*stack->model, *stack->tokenizer);
   stack->scheduler =
-      std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so, stack->adapters.get());
+      std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so, stack->cache.get());
+  stack->scheduler->SetObserver(o.scheduler_observer);
   stack->scheduler->Start();
   spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}, {} tokens "
                "per step; context limit {} ({})",
                eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size, so.max_step_tokens,
                stack->context_length, stack->context_limit_reason);
   return stack;
+}
+
+std::string StoredAdapterKey(const std::string& id) { return "@" + id; }
+
+ServingStack::~ServingStack() {
+  if (scheduler) scheduler->Stop();
+  scheduler.reset();
 }
 
 v1::ServerInfoResponse ServingStack::Info() const {

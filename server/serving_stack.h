@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adapters/adapter_cache.h"
 #include "adapters/adapter_registry.h"
+#include "adapters/adapter_store.h"
 #include "server/engine/engine.h"
 #include "server/model/model.h"
 #include "server/model/tokenizer.h"
@@ -24,7 +26,8 @@ struct ServingOptions {
   int32_t max_batch_size = 8;
   int32_t max_queue = 1024;
   int32_t max_new_tokens_limit = 0;  // 0: the context length
-  int64_t kv_cache_tokens = 0;       // 0: max_batch_size full contexts
+  int64_t kv_cache_tokens = 0;       // 0: see kv_cache_bytes
+  int64_t kv_cache_bytes = 0;        // used when kv_cache_tokens is 0; 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
   int32_t max_step_tokens = 512;
   // Longest sequence served. 0: a RoPE-ID model serves what the KV cache
@@ -38,19 +41,33 @@ struct ServingOptions {
   // A failed adapter is logged and requests for it get its error; with this
   // set, it fails the whole stack instead (offline batch).
   bool fail_on_bad_adapter = false;
+  // Durable adapter store (uploads); empty: start-up adapters only.
+  std::string data_dir;
+  // Resident cache budget for stored adapters (start-up ones are extra).
+  int64_t adapter_cache_bytes = int64_t{1} << 30;
+  // Metrics hooks (may be empty); they must outlive the stack.
+  Scheduler::Observer scheduler_observer;
+  AdapterCache::Observer adapter_cache_observer;
 };
 
 struct ServingStack {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<AdapterRegistry> adapters;
+  std::unique_ptr<AdapterRegistry> adapters;  // start-up adapters (--adapter)
+  std::unique_ptr<AdapterStore> store;       // null without data_dir
+  std::unique_ptr<AdapterCache> cache;       // start-up adapters are permanent entries keyed by name
   std::unique_ptr<Engine> engine;
-  std::unique_ptr<Scheduler> scheduler;  // started
+  std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)
   int32_t context_length = 0;
   std::string context_limit_reason;
+  AdapterLimits adapter_limits;
 
   v1::ServerInfoResponse Info() const;
+  ~ServingStack();  // stops the scheduler before the cache it pins from goes
 };
+
+// The AdapterCache key of stored adapter `id`.
+std::string StoredAdapterKey(const std::string& id);
 
 // Loads and validates everything; the scheduler is running on success.
 absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOptions& options);

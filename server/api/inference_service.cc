@@ -3,26 +3,48 @@
 #include <deque>
 #include <mutex>
 
+#include "server/api/call_auth.h"
 #include "server/api/request_conversion.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
 namespace {
 
-// Converts the request and queues it; an error is the status to Finish with.
-absl::Status ConvertAndSubmit(Scheduler* scheduler, const Tokenizer& tokenizer,
+// What every Generate call needs besides its request.
+struct CallEnv {
+  Scheduler* scheduler;
+  const Tokenizer* tokenizer;
+  const TenantDirectory* tenants;
+  const AdapterCatalog* catalog;
+};
+
+// Authenticates, converts the request, resolves its adapter and queues it;
+// an error is the status to Finish with.
+absl::Status ConvertAndSubmit(const CallEnv& env, const grpc::CallbackServerContext& context,
                               const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
                               GenerationCallbacks callbacks) {
-  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, tokenizer);
+  absl::StatusOr<Tenant> tenant = AuthenticateCall(*env.tenants, context);
+  if (!tenant.ok()) return tenant.status();
+  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer);
   if (!params.ok()) return params.status();
-  return scheduler->Submit(std::move(handle), *std::move(params), std::move(callbacks));
+  params->tenant = tenant->id;
+  if (!params->adapter_id.empty()) {
+    absl::StatusOr<ResolvedAdapter> adapter = env.catalog->ResolveForUse(*tenant, params->adapter_id);
+    if (!adapter.ok()) return adapter.status();
+    params->adapter_id = adapter->key;
+    params->adapter_bytes = adapter->bytes;
+  }
+  if (context.deadline() != std::chrono::system_clock::time_point::max()) {
+    params->deadline = absl::FromChrono(context.deadline());
+  }
+  return env.scheduler->Submit(std::move(handle), *std::move(params), std::move(callbacks));
 }
 
 class GenerateReactor final : public grpc::ServerUnaryReactor {
  public:
-  GenerateReactor(Scheduler* scheduler, const Tokenizer& tokenizer, const v1::GenerateRequest& request,
-                  v1::GenerateResponse* response)
-      : handle_(scheduler->NewHandle()) {
+  GenerateReactor(const CallEnv& env, const grpc::CallbackServerContext& context,
+                  const v1::GenerateRequest& request, v1::GenerateResponse* response)
+      : handle_(env.scheduler->NewHandle()) {
     GenerationCallbacks cb;
     cb.on_finish = [this, response](GenerationResult result) {
       if (!result.status.ok()) {
@@ -32,7 +54,7 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
       FillResponse(result, response);
       Finish(grpc::Status::OK);
     };
-    absl::Status s = ConvertAndSubmit(scheduler, tokenizer, request, handle_, std::move(cb));
+    absl::Status s = ConvertAndSubmit(env, context, request, handle_, std::move(cb));
     if (!s.ok()) Finish(ToGrpcStatus(s));
   }
 
@@ -45,8 +67,9 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
 
 class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
  public:
-  GenerateStreamReactor(Scheduler* scheduler, const Tokenizer& tokenizer, const v1::GenerateRequest& request)
-      : handle_(scheduler->NewHandle()) {
+  GenerateStreamReactor(const CallEnv& env, const grpc::CallbackServerContext& context,
+                        const v1::GenerateRequest& request)
+      : handle_(env.scheduler->NewHandle()) {
     GenerationCallbacks cb;
     cb.on_delta = [this](const GenerationDelta& d) {
       v1::GenerateStreamResponse m;
@@ -65,7 +88,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
       grpc::Status ok = grpc::Status::OK;
       Enqueue(std::move(m), &ok);
     };
-    absl::Status s = ConvertAndSubmit(scheduler, tokenizer, request, handle_, std::move(cb));
+    absl::Status s = ConvertAndSubmit(env, context, request, handle_, std::move(cb));
     if (!s.ok()) Finish(ToGrpcStatus(s));
   }
 
@@ -124,25 +147,31 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
 }  // namespace
 
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
+                                   const TenantDirectory* tenants, const AdapterCatalog* catalog,
                                    v1::ServerInfoResponse info)
-    : scheduler_(scheduler), tokenizer_(tokenizer), info_(std::move(info)) {}
+    : scheduler_(scheduler), tokenizer_(tokenizer), tenants_(tenants), catalog_(catalog), info_(std::move(info)) {}
 
 grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext* context,
                                                      const v1::GenerateRequest* request,
                                                      v1::GenerateResponse* response) {
-  return new GenerateReactor(scheduler_, *tokenizer_, *request, response);
+  return new GenerateReactor({scheduler_, tokenizer_, tenants_, catalog_}, *context, *request, response);
 }
 
 grpc::ServerWriteReactor<v1::GenerateStreamResponse>* InferenceService::GenerateStream(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateStreamReactor(scheduler_, *tokenizer_, *request);
+  return new GenerateStreamReactor({scheduler_, tokenizer_, tenants_, catalog_}, *context, *request);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerInfo(grpc::CallbackServerContext* context,
                                                        const v1::ServerInfoRequest* request,
                                                        v1::ServerInfoResponse* response) {
-  *response = info_;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
+    return reactor;
+  }
+  *response = info_;
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -8,6 +8,8 @@
 #ifndef TESSERA_SERVER_API_INFERENCE_SERVICE_H_
 #define TESSERA_SERVER_API_INFERENCE_SERVICE_H_
 
+#include "server/api/adapter_catalog.h"
+#include "server/api/tenants.h"
 #include "server/model/tokenizer.h"
 #include "server/scheduler/scheduler.h"
 #include "tessera/v1/inference.grpc.pb.h"
@@ -16,8 +18,10 @@ namespace tessera {
 
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  // scheduler and tokenizer must outlive the service.
-  InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer, v1::ServerInfoResponse info);
+  // Every call is authenticated by tenants; adapter references are resolved
+  // (with access checks) by catalog. All must outlive the service.
+  InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer, const TenantDirectory* tenants,
+                   const AdapterCatalog* catalog, v1::ServerInfoResponse info);
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
                                      v1::GenerateResponse* response) override;
@@ -30,6 +34,8 @@ class InferenceService final : public v1::Inference::CallbackService {
  private:
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
+  const TenantDirectory* tenants_;
+  const AdapterCatalog* catalog_;
   const v1::ServerInfoResponse info_;
 };
 

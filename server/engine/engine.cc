@@ -34,7 +34,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const
 
 Engine::Engine(const Model& model, const EngineOptions& options, int32_t num_blocks)
     : model_(model),
-      adapters_(options.adapters),
       pool_(options.num_threads),
       kv_cache_(model.config.num_hidden_layers, num_blocks, options.kv_block_size,
                 model.config.num_key_value_heads, model.config.head_dim) {}
@@ -56,7 +55,7 @@ void Engine::Reserve(int64_t rows) {
   reserved_rows_ = rows;
 }
 
-absl::Status Engine::ValidatePlan(const BatchPlan& plan) const {
+absl::Status Engine::ValidatePlan(const BatchPlan& plan, AdapterSlots adapters) const {
   const int32_t rows = plan.num_tokens();
   if (rows == 0) return absl::InvalidArgumentError("plan has no tokens");
   if (plan.positions.size() != plan.token_ids.size()) {
@@ -94,8 +93,8 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan) const {
       return absl::InvalidArgumentError(absl::StrCat("adapter segment rows [", seg.row_begin, ", +", seg.row_count,
                                                      ") fall outside the ", rows, " rows of the step"));
     }
-    const int32_t slots = adapters_ ? adapters_->size() : 0;
-    if (seg.slot < 0 || seg.slot >= slots) {
+    const int32_t slots = static_cast<int32_t>(adapters.size());
+    if (seg.slot < 0 || seg.slot >= slots || adapters[seg.slot] == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("adapter segment names slot ", seg.slot, " but ", slots, " adapters are loaded"));
     }
@@ -123,7 +122,7 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   diablo_segments_.clear();
   road_segments_.clear();
   for (const AdapterSegment& seg : plan.adapter_segments) {
-    const AdapterModule& m = adapters_->at(seg.slot).module(layer, module);
+    const AdapterModule& m = adapters_[seg.slot]->module(layer, module);
     if (m.lora) {
       lora_segments_.push_back({seg.row_begin, seg.row_count, m.lora->a.data(), m.lora->b.data(), m.lora->rank,
                                 m.lora->scale});
@@ -149,8 +148,9 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   return absl::OkStatus();
 }
 
-absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
-  TESSERA_RETURN_IF_ERROR(ValidatePlan(plan));
+absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters) {
+  TESSERA_RETURN_IF_ERROR(ValidatePlan(plan, adapters));
+  adapters_ = adapters;
   const ModelConfig& c = model_.config;
   const int64_t rows = plan.num_tokens();
   const int64_t hidden = c.hidden_size;

@@ -6,11 +6,12 @@
 #define TESSERA_SERVER_ENGINE_ENGINE_H_
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "adapters/adapter_registry.h"
+#include "adapters/adapter.h"
 #include "kernels/batch_plan.h"
 #include "kernels/diablo_apply.h"
 #include "kernels/lora_apply.h"
@@ -25,9 +26,12 @@ struct EngineOptions {
   int num_threads = 1;
   int32_t kv_block_size = 16;
   int64_t kv_cache_tokens = 0;  // total cache capacity in tokens; > 0
-  // Adapters that plan segments may name by slot; must outlive the engine.
-  const AdapterRegistry* adapters = nullptr;
 };
+
+// The adapters one step may apply: plan adapter segments name an index
+// (slot) into this table. The caller keeps every entry alive (pinned) until
+// Step returns.
+using AdapterSlots = std::span<const Adapter* const>;
 
 class Engine {
  public:
@@ -37,8 +41,9 @@ class Engine {
   // Runs the plan. logits is resized to [plan.num_logit_rows(), vocab]: one row
   // per sequence with needs_logits, in plan order, for its last row. Fails with
   // InvalidArgument on a malformed plan (ids outside the vocabulary, block
-  // tables too short, rows not covered) before touching the cache.
-  absl::Status Step(const BatchPlan& plan, std::vector<float>* logits);
+  // tables too short, rows not covered, adapter slots outside `adapters`)
+  // before touching the cache.
+  absl::Status Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters = {});
 
   KvCache& kv_cache() { return kv_cache_; }
   const Model& model() const { return model_; }
@@ -46,7 +51,7 @@ class Engine {
 
  private:
   Engine(const Model& model, const EngineOptions& options, int32_t num_blocks);
-  absl::Status ValidatePlan(const BatchPlan& plan) const;
+  absl::Status ValidatePlan(const BatchPlan& plan, AdapterSlots adapters) const;
   // y = x·Wᵀ (+ bias), then each adapter segment's update for this layer and
   // module: LoRA family, then DiaBlo, then RoAd.
   absl::Status Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const BatchPlan& plan,
@@ -54,7 +59,7 @@ class Engine {
   void Reserve(int64_t rows);
 
   const Model& model_;
-  const AdapterRegistry* adapters_;
+  AdapterSlots adapters_;  // of the step running
   ThreadPool pool_;
   // Per-call segment lists, reused across calls.
   std::vector<LoraSegment> lora_segments_;

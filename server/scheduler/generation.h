@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "server/engine/sampler.h"
 
 namespace tessera {
@@ -26,7 +27,14 @@ struct GenerationParams {
   std::vector<std::string> stop_strings;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  std::string adapter_id;             // empty: base model
+  // Adapter cache key (see AdapterCache); empty: base model. The API layer
+  // resolves a client's reference to this key after access checks.
+  std::string adapter_id;
+  int64_t adapter_bytes = 0;  // the adapter's resident size, for the cache budget
+  // Fairness unit: requests of different tenants share the batch evenly.
+  std::string tenant;
+  // A request still queued at its deadline finishes with DeadlineExceeded.
+  absl::Time deadline = absl::InfiniteFuture();
   bool return_prompt_logits = false;  // logits of the last prompt position
   std::string request_id;             // for logs
 };
@@ -38,7 +46,9 @@ struct GenerationDelta {
 };
 
 struct GenerationResult {
-  absl::Status status;  // not OK only for internal failures
+  // Not OK when the request could not run: its deadline passed in the queue
+  // (DeadlineExceeded), its adapter failed to load, or an internal failure.
+  absl::Status status;
   std::vector<int32_t> token_ids;
   std::string text;
   FinishReason finish_reason = FinishReason::kLength;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "server/scheduler/output_text.h"
 #include "spdlog/spdlog.h"
@@ -31,11 +32,15 @@ struct RequestHandle::Wake {
   std::deque<std::unique_ptr<Scheduler::Request>> queue;  // guarded by mu
   int32_t running = 0;                                    // guarded by mu
   bool stop = false;                                      // guarded by mu
+  // Bumped by every event that may let a queued request in (submission,
+  // cancellation, adapter load or unpin); guarded by mu.
+  uint64_t events = 0;
 };
 
 void RequestHandle::Cancel() {
   if (cancelled_.exchange(true)) return;
   std::lock_guard<std::mutex> lock(wake_->mu);
+  ++wake_->events;
   wake_->cv.notify_all();
 }
 
@@ -43,7 +48,8 @@ struct Scheduler::Request {
   std::shared_ptr<RequestHandle> handle;
   GenerationParams params;
   GenerationCallbacks callbacks;
-  int32_t adapter_slot = -1;  // -1: base model
+  AdapterPin adapter;         // pinned at admission; null: base model
+  int32_t adapter_slot = -1;  // index into the step's slot table; -1: base model
   uint64_t arrival = 0;       // submission order, for FIFO prefill
   int32_t prompt_done = 0;    // prompt tokens already in the KV cache
   int32_t chunk = 0;          // prompt tokens to run in the current step
@@ -57,7 +63,7 @@ struct Scheduler::Request {
   std::vector<int32_t> generated;
   std::string text;
   std::vector<float> prompt_logits;
-  absl::Time submitted, scheduled, first_token;
+  absl::Time submitted, scheduled, first_token, last_token;
 };
 
 namespace {
@@ -65,7 +71,7 @@ double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 }  // namespace
 
 Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
-                     SchedulerOptions options, const AdapterRegistry* adapters)
+                     SchedulerOptions options, AdapterCache* adapters)
     : engine_(engine),
       tokenizer_(tokenizer),
       adapters_(adapters),
@@ -74,9 +80,39 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
       context_length_(options.context_length > 0 ? options.context_length
                                                  : engine->model().config.max_position_embeddings),
       vocab_size_(engine->model().config.vocab_size),
-      wake_(std::make_shared<RequestHandle::Wake>()) {}
+      wake_(std::make_shared<RequestHandle::Wake>()) {
+  if (adapters_) {
+    // A finished load or a released pin may let a queued request in.
+    std::weak_ptr<RequestHandle::Wake> weak = wake_;
+    adapters_->SetListener([weak] {
+      if (auto wake = weak.lock()) {
+        std::lock_guard<std::mutex> lock(wake->mu);
+        ++wake->events;
+        wake->cv.notify_all();
+      }
+    });
+  }
+}
 
-Scheduler::~Scheduler() { Stop(); }
+Scheduler::~Scheduler() {
+  Stop();
+  if (adapters_) adapters_->SetListener(nullptr);
+}
+
+void Scheduler::SetObserver(Observer observer) { observer_ = std::move(observer); }
+
+Scheduler::Stats Scheduler::stats() const {
+  Stats s;
+  {
+    std::lock_guard<std::mutex> lock(wake_->mu);
+    s.queued = static_cast<int32_t>(wake_->queue.size());
+    s.running = wake_->running;
+  }
+  s.kv_blocks_total = engine_->kv_cache().num_blocks();
+  s.kv_blocks_used = kv_blocks_used_.load();
+  s.preemptions = preemptions_.load();
+  return s;
+}
 
 void Scheduler::Start() {
   thread_ = std::thread([this] { Loop(); });
@@ -139,15 +175,10 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   }
   if (absl::Status s = Validate(params); !s.ok()) return s;
   auto r = std::make_unique<Request>();
-  if (!params.adapter_id.empty()) {
-    if (!adapters_) {
-      return absl::NotFoundError(absl::StrCat("adapter '", params.adapter_id,
-                                              "' is not loaded on this server (no adapters are loaded); omit the "
-                                              "adapter to use the base model"));
-    }
-    absl::StatusOr<int32_t> slot = adapters_->Resolve(params.adapter_id);
-    if (!slot.ok()) return slot.status();
-    r->adapter_slot = *slot;
+  if (!params.adapter_id.empty() && !adapters_) {
+    return absl::NotFoundError(absl::StrCat("adapter '", params.adapter_id,
+                                            "' is not loaded on this server (no adapters are loaded); omit the "
+                                            "adapter to use the base model"));
   }
   const int32_t prompt = static_cast<int32_t>(params.prompt_ids.size());
   r->max_new = std::min(params.max_new_tokens, context_length_ - prompt);
@@ -175,6 +206,7 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
         absl::StrCat("request queue is full (", options_.max_queue, " waiting); retry later"));
   }
   wake_->queue.push_back(std::move(r));
+  ++wake_->events;
   wake_->cv.notify_all();
   return absl::OkStatus();
 }
@@ -197,46 +229,128 @@ bool Scheduler::WaitIdle(absl::Duration timeout) {
                             [&] { return wake_->queue.empty() && wake_->running == 0; });
 }
 
-void Scheduler::Admit(std::vector<std::unique_ptr<Request>>* cancelled) {
+std::deque<std::unique_ptr<Scheduler::Request>>::iterator Scheduler::NextCandidate(
+    const std::vector<const Request*>& skip) {
   // Called with wake_->mu held.
   auto& queue = wake_->queue;
-  for (auto it = queue.begin(); it != queue.end();) {
-    if ((*it)->handle->cancelled()) {
-      cancelled->push_back(std::move(*it));
-      it = queue.erase(it);
-    } else {
-      ++it;
+  auto best = queue.end();
+  double best_served = 0;
+  for (auto it = queue.begin(); it != queue.end(); ++it) {
+    if (std::find(skip.begin(), skip.end(), it->get()) != skip.end()) continue;
+    auto served = served_tokens_.find((*it)->params.tenant);
+    const double tokens = served == served_tokens_.end() ? -1 : served->second;
+    // The queue is in arrival order, so the first request of the least-served
+    // tenant is that tenant's oldest.
+    if (best == queue.end() || tokens < best_served) {
+      best = it;
+      best_served = tokens;
     }
   }
-  KvCache& kv = engine_->kv_cache();
-  while (!queue.empty() && static_cast<int32_t>(running_.size()) < options_.max_batch_size) {
-    Request& r = *queue.front();
-    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.params.prompt_ids.size()) + r.max_new);
-    if (need > kv.free_blocks()) break;  // FIFO: the head waits for memory
-    r.blocks = *kv.Allocate(need);
-    r.scheduled = absl::Now();
-    running_.push_back(std::move(queue.front()));
-    queue.pop_front();
+  return best;
+}
+
+void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done) {
+  // Called with wake_->mu held.
+  auto& queue = wake_->queue;
+  const absl::Time now = absl::Now();
+  for (auto it = queue.begin(); it != queue.end();) {
+    Request& r = **it;
+    absl::Status status;
+    if (r.handle->cancelled()) {
+      status = absl::OkStatus();
+    } else if (now >= r.params.deadline) {
+      status = absl::DeadlineExceededError(absl::StrCat(
+          "deadline passed after ", absl::StrFormat("%.0f", Ms(now - r.submitted)),
+          " ms in the queue, before the request could start; retry with a longer deadline or when the server "
+          "is less busy"));
+    } else {
+      ++it;
+      continue;
+    }
+    done->emplace_back(std::move(*it), std::move(status));
+    it = queue.erase(it);
   }
+  KvCache& kv = engine_->kv_cache();
+  std::vector<const Request*> skip;  // waiting for their adapter
+  while (static_cast<int32_t>(running_.size()) < options_.max_batch_size) {
+    auto it = NextCandidate(skip);
+    if (it == queue.end()) break;
+    Request& r = **it;
+    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.params.prompt_ids.size()) + r.max_new);
+    if (need > kv.free_blocks()) break;  // the fairest request waits for memory; none overtakes it
+    if (!r.params.adapter_id.empty()) {
+      absl::StatusOr<AdapterPin> pin = adapters_->TryPin(r.params.adapter_id, r.params.adapter_bytes);
+      if (!pin.ok() && IsNotResident(pin.status())) {
+        skip.push_back(&r);  // loading on the cache's thread; others go first
+        continue;
+      }
+      if (!pin.ok()) {
+        done->emplace_back(std::move(*it), pin.status());
+        queue.erase(it);
+        continue;
+      }
+      r.adapter = *std::move(pin);
+    }
+    r.blocks = *kv.Allocate(need);
+    r.scheduled = now;
+    // Virtual token counter: charge the tenant for what it asked; a tenant
+    // new to the counters starts at the current minimum.
+    double floor = 0;
+    if (!served_tokens_.empty()) {
+      floor = std::min_element(served_tokens_.begin(), served_tokens_.end(), [](const auto& a, const auto& b) {
+                return a.second < b.second;
+              })->second;
+    }
+    auto [served, inserted] = served_tokens_.try_emplace(r.params.tenant, floor);
+    served->second += static_cast<double>(r.params.prompt_ids.size()) + r.max_new;
+    if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
+    running_.push_back(std::move(*it));
+    queue.erase(it);
+  }
+  // Forget tenants with nothing queued or running, so the map stays small;
+  // keep the floor so a returning tenant starts level with the others.
+  if (queue.empty() && running_.empty()) served_tokens_.clear();
   wake_->running = static_cast<int32_t>(running_.size());
+  kv_blocks_used_.store(kv.num_blocks() - kv.free_blocks());
 }
 
 void Scheduler::Loop() {
   while (true) {
-    std::vector<std::unique_ptr<Request>> cancelled;
+    std::vector<std::pair<std::unique_ptr<Request>, absl::Status>> done;
     bool stop;
     {
       std::unique_lock<std::mutex> lock(wake_->mu);
-      wake_->cv.wait(lock, [&] { return wake_->stop || !running_.empty() || !wake_->queue.empty(); });
+      auto ready = [&] {
+        if (wake_->stop || !running_.empty()) return true;
+        for (const auto& r : wake_->queue) {
+          if (r->handle->cancelled() || absl::Now() >= r->params.deadline) return true;
+        }
+        return false;
+      };
+      // With nothing running and only queued requests that the last
+      // admission pass could not take (waiting for an adapter load), sleep
+      // until an event (submission, cancellation, finished load, released
+      // pin), a finished request, or the earliest queued deadline.
+      while (!ready() && (wake_->queue.empty() || (!retry_admission_ && wake_->events == seen_events_))) {
+        absl::Time earliest = absl::InfiniteFuture();
+        for (const auto& r : wake_->queue) earliest = std::min(earliest, r->params.deadline);
+        if (earliest == absl::InfiniteFuture()) {
+          wake_->cv.wait(lock);
+        } else {
+          wake_->cv.wait_for(lock, absl::ToChronoNanoseconds(earliest - absl::Now()));
+        }
+      }
+      seen_events_ = wake_->events;
+      retry_admission_ = false;
       stop = wake_->stop;
       if (stop) {
-        for (auto& r : wake_->queue) cancelled.push_back(std::move(r));
+        for (auto& r : wake_->queue) done.emplace_back(std::move(r), absl::OkStatus());
         wake_->queue.clear();
       } else {
-        Admit(&cancelled);
+        Admit(&done);
       }
     }
-    for (auto& r : cancelled) FinishRequest(*r, FinishReason::kCancelled);
+    for (auto& [r, status] : done) FinishRequest(*r, FinishReason::kCancelled, std::move(status));
     if (stop) {
       for (auto& r : running_) FinishRequest(*r, FinishReason::kCancelled);
       running_.clear();
@@ -278,9 +392,21 @@ void Scheduler::AssignPrefillChunks() {
 void Scheduler::RunStep() {
   AssignPrefillChunks();
   // Sequences of the same adapter sit next to each other, so each adapter is
-  // one segment (stable: FIFO order within an adapter).
+  // one segment (stable: FIFO order within an adapter); the step's slot table
+  // lists each pinned adapter once.
   std::stable_sort(running_.begin(), running_.end(),
-                   [](const auto& a, const auto& b) { return a->adapter_slot < b->adapter_slot; });
+                   [](const auto& a, const auto& b) { return a->adapter.get() < b->adapter.get(); });
+  step_adapters_.clear();
+  for (auto& r : running_) {
+    if (!r->adapter) {
+      r->adapter_slot = -1;
+      continue;
+    }
+    if (step_adapters_.empty() || step_adapters_.back() != r->adapter.get()) {
+      step_adapters_.push_back(r->adapter.get());
+    }
+    r->adapter_slot = static_cast<int32_t>(step_adapters_.size()) - 1;
+  }
   BatchPlan plan;
   std::vector<Request*> in_plan;
   for (auto& r : running_) {
@@ -312,7 +438,7 @@ void Scheduler::RunStep() {
     plan.sequences.push_back(std::move(sp));
     in_plan.push_back(r.get());
   }
-  if (absl::Status s = engine_->Step(plan, &logits_); !s.ok()) {
+  if (absl::Status s = engine_->Step(plan, &logits_, step_adapters_); !s.ok()) {
     spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());
     for (auto& r : running_) {
       FinishRequest(*r, FinishReason::kCancelled,
@@ -334,7 +460,13 @@ void Scheduler::RunStep() {
     const float* row = logits_.data() + (logit_row++) * vocab_size_;
     if (r.generated.empty() && r.params.return_prompt_logits) r.prompt_logits.assign(row, row + vocab_size_);
     const int32_t token = r.sampler->Sample(row, vocab_size_);
-    if (r.generated.empty()) r.first_token = now;
+    if (r.generated.empty()) {
+      r.first_token = now;
+      if (observer_.on_first_token) observer_.on_first_token(r.params.tenant, Ms(now - r.submitted));
+    } else if (observer_.on_token) {
+      observer_.on_token(Ms(now - r.last_token));
+    }
+    r.last_token = now;
     r.generated.push_back(token);
 
     std::optional<FinishReason> finish;
@@ -362,10 +494,13 @@ void Scheduler::RunStep() {
 }
 
 void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status status) {
+  retry_admission_ = true;  // its KV blocks and batch slot may let a queued request in
   if (!r.blocks.empty()) {
     engine_->kv_cache().Free(r.blocks);
     r.blocks.clear();
+    kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
   }
+  r.adapter.reset();  // releases the pin
   if (reason == FinishReason::kCancelled) r.text += r.output->Flush();
   const absl::Time end = absl::Now();
   GenerationResult res;
@@ -383,6 +518,7 @@ void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status stat
   res.prompt_logits = std::move(r.prompt_logits);
   spdlog::debug("request {} finished: {} after {} tokens, {:.1f} ms", r.params.request_id,
                 FinishReasonName(reason), res.completion_tokens, res.total_ms);
+  if (observer_.on_finish) observer_.on_finish(r.params.tenant, res.prompt_tokens, res.completion_tokens);
   if (r.callbacks.on_finish) r.callbacks.on_finish(std::move(res));
   r.handle.reset();  // marks the request finished
 }

@@ -1,8 +1,16 @@
 // The scheduler: one thread owns the engine. Callers (gRPC reactors, the
-// offline batch tool) Submit requests; the thread admits them FIFO into the
-// running batch while KV blocks and batch slots allow, builds one BatchPlan per
-// step (prefill rows of new requests alongside decode rows of running ones),
-// samples, and streams results back through the request's callbacks.
+// offline batch tool) Submit requests; between steps the thread admits queued
+// requests into the running batch (continuous batching) while KV blocks and
+// batch slots allow, builds one BatchPlan per step (prefill chunks of new
+// requests alongside decode rows of running ones), samples, and streams
+// results back through the request's callbacks.
+//
+// Admission is fair across tenants: the next request admitted is the oldest
+// one of the tenant that has been served the fewest tokens (virtual token
+// counters; a tenant arriving late starts at the current minimum, so it
+// neither starves others nor is starved). A request whose adapter is not
+// resident stays queued while its load runs on the cache's thread and others
+// are admitted past it; once admitted it pins the adapter until it finishes.
 //
 // Thread safety: Submit, StopAdmitting, Stop and RequestHandle::Cancel may be
 // called from any thread. Callbacks run on the scheduler thread.
@@ -12,12 +20,16 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "adapters/adapter_cache.h"
 #include "server/engine/engine.h"
 #include "server/model/tokenizer.h"
 #include "server/scheduler/generation.h"
@@ -57,10 +69,11 @@ class RequestHandle {
 
 class Scheduler {
  public:
-  // engine, tokenizer and adapters (nullable) must outlive the scheduler.
-  // eos_ids end generation unless a request sets ignore_eos.
+  // engine, tokenizer, adapters (nullable) and observer's functions must
+  // outlive the scheduler. eos_ids end generation unless a request sets
+  // ignore_eos.
   Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids, SchedulerOptions options,
-            const AdapterRegistry* adapters = nullptr);
+            AdapterCache* adapters = nullptr);
   ~Scheduler();  // Stop()
 
   void Start();
@@ -69,9 +82,10 @@ class Scheduler {
 
   // Validates params and queues the request. Errors (the request is not
   // queued and no callback runs): InvalidArgument for bad parameters,
-  // NotFound for an unknown adapter, FailedPrecondition for one that failed
-  // to load, ResourceExhausted for a full queue or a request larger than the
-  // whole KV cache, Unavailable while shutting down.
+  // NotFound for an adapter on a server without an adapter cache,
+  // ResourceExhausted for a full queue or a request larger than the whole KV
+  // cache, Unavailable while shutting down. An adapter that fails to load
+  // later finishes the request with the load's error.
   absl::Status Submit(std::shared_ptr<RequestHandle> handle, GenerationParams params,
                       GenerationCallbacks callbacks);
 
@@ -84,6 +98,26 @@ class Scheduler {
   // Waits until no request is queued or running, up to timeout.
   bool WaitIdle(absl::Duration timeout);
 
+  // Counters for metrics and tests; safe from any thread.
+  struct Stats {
+    int32_t queued = 0;
+    int32_t running = 0;
+    int32_t kv_blocks_total = 0;
+    int32_t kv_blocks_used = 0;
+    int64_t preemptions = 0;
+  };
+  Stats stats() const;
+
+  // Called on the scheduler thread for each request's events; any may be
+  // empty. Must be quick.
+  struct Observer {
+    std::function<void(const std::string& tenant, double queue_ms)> on_admit;
+    std::function<void(const std::string& tenant, double ttft_ms)> on_first_token;
+    std::function<void(double inter_token_ms)> on_token;
+    std::function<void(const std::string& tenant, int32_t prompt_tokens, int32_t completion_tokens)> on_finish;
+  };
+  void SetObserver(Observer observer);  // before Start()
+
   int32_t context_length() const { return context_length_; }
   const SchedulerOptions& options() const { return options_; }
 
@@ -93,7 +127,12 @@ class Scheduler {
 
   absl::Status Validate(const GenerationParams& p) const;
   void Loop();
-  void Admit(std::vector<std::unique_ptr<Request>>* cancelled);
+  // Moves queued requests into the batch; those that cannot run (cancelled,
+  // past their deadline, adapter failed) go to `done` with their status.
+  void Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done);
+  // The queued request to consider next for admission, fairness order,
+  // skipping `skip`.
+  std::deque<std::unique_ptr<Request>>::iterator NextCandidate(const std::vector<const Request*>& skip);
   void RunStep();
   // Prompt tokens of each prefilling request to run this step (0: wait).
   void AssignPrefillChunks();
@@ -101,7 +140,8 @@ class Scheduler {
 
   Engine* engine_;
   const Tokenizer* tokenizer_;
-  const AdapterRegistry* adapters_;
+  AdapterCache* adapters_;
+  Observer observer_;
   std::vector<int32_t> eos_ids_;
   SchedulerOptions options_;
   int32_t context_length_;
@@ -111,10 +151,17 @@ class Scheduler {
   std::thread thread_;
   std::atomic<bool> admitting_{true};
   uint64_t next_arrival_ = 0;  // guarded by wake_->mu
+  uint64_t seen_events_ = 0;   // guarded by wake_->mu
+  bool retry_admission_ = true;  // a request finished since the last admission pass
 
   // Owned by the scheduler thread.
   std::vector<std::unique_ptr<Request>> running_;
   std::vector<float> logits_;
+  std::map<std::string, double> served_tokens_;  // per tenant, for fairness
+  std::vector<const Adapter*> step_adapters_;    // slot table of the step
+
+  std::atomic<int32_t> kv_blocks_used_{0};
+  std::atomic<int64_t> preemptions_{0};
 };
 
 }  // namespace tessera

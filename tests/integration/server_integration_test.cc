@@ -279,7 +279,7 @@ TEST(ServerLifecycleTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
 // and the problem: exit code 1, never a crash.
 void ExpectStartFails(const std::string& model_dir, const std::vector<std::string>& needles) {
   testing::CommandResult r = testing::RunCommand(
-      {testing::BinaryPath("server/tessera-server"), "--model", model_dir, "--listen", "127.0.0.1:0"});
+      {testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model", model_dir, "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   for (const std::string& n : needles)
     EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
@@ -466,7 +466,7 @@ TEST(ContextLimitTest, RopeIdServesBeyondTheTrainingLength) {
 }
 
 TEST(ContextLimitTest, PlainRopeNeedsExplicitExtension) {
-  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
                                                   testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0",
                                                   "--max-context", "1024"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -498,7 +498,7 @@ TEST(BadFlagsTest, QuantizationFlags) {
            {{"--quantize", "int3"}, "unknown --quantize value 'int3' (use int4, int8 or none)"},
            {{"--quant-group-size", "12"}, "--quant-group-size must be a positive multiple of 8"},
            {{"--quant-group-size", "0"}, "--quant-group-size must be a positive multiple of 8"}}) {
-    std::vector<std::string> argv = {testing::BinaryPath("server/tessera-server"), "--model",
+    std::vector<std::string> argv = {testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
                                      testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     testing::CommandResult r = testing::RunCommand(argv);
@@ -515,7 +515,7 @@ TEST(BadModelFolderTest, CorruptPrequantizedCheckpoint) {
   ASSERT_EQ(q.exit_code, 0) << q.output;
   const std::string w = testing::ReadFileOrDie(out + "/model.safetensors");
   testing::WriteFileOrDie(out + "/model.safetensors", w.substr(0, w.size() / 3));
-  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model", out,
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model", out,
                                                   "--listen", "127.0.0.1:0", "--quantize", "int4"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(out + "/model.safetensors"), std::string::npos) << r.output;
@@ -524,7 +524,7 @@ TEST(BadModelFolderTest, CorruptPrequantizedCheckpoint) {
 
 TEST(BadFlagsTest, UnusableListenAddress) {
   testing::CommandResult r =
-      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--model",
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
                            testing::TinyLlamaModelDir(), "--listen", "not-an-address"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("cannot listen on 'not-an-address'"), std::string::npos) << r.output;

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -116,8 +117,15 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
                                    "--threads",
                                    "2",
                                    "--quantize",
-                                   "none"};  // tests compare with the fp32 fixtures unless they ask
+                                   "none",  // tests compare with the fp32 fixtures unless they ask
+                                   "--metrics-listen",
+                                   "127.0.0.1:0",
+                                   "--metrics-port-file",
+                                   s->dir_ + "/metrics_port"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  if (std::find(extra_flags.begin(), extra_flags.end(), "--tenants") == extra_flags.end()) {
+    argv.push_back("--insecure-no-auth");
+  }
   s->process_ = Subprocess::Start(argv, s->dir_ + "/server.log");
   if (!s->process_) {
     ADD_FAILURE() << "cannot start " << argv[0];
@@ -126,7 +134,8 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
   const absl::Time end = absl::Now() + absl::Seconds(60);
   while (absl::Now() < end) {
     std::ifstream in(port_file);
-    if (in >> s->port_ && s->port_ > 0) return s;
+    std::ifstream metrics_in(s->dir_ + "/metrics_port");
+    if (in >> s->port_ && s->port_ > 0 && metrics_in >> s->metrics_port_) return s;
     if (!s->process_->Running()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

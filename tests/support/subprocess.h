@@ -42,20 +42,23 @@ struct CommandResult {
 // Runs a command to completion (killed after timeout).
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60));
 
-// A tessera-server on 127.0.0.1 with an ephemeral port.
+// A tessera-server on 127.0.0.1 with ephemeral gRPC and metrics ports, fp32
+// weights, and --insecure-no-auth unless extra_flags has --tenants.
 class ServerProcess {
  public:
-  // Starts and waits until the port file appears (or the process exits).
+  // Starts and waits until the port files appear (or the process exits).
   static std::unique_ptr<ServerProcess> Start(const std::string& model_dir,
                                               const std::vector<std::string>& extra_flags = {});
   ~ServerProcess();
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int metrics_port() const { return metrics_port_; }
   Subprocess& process() { return *process_; }
   std::string Log() const;
 
  private:
   std::string dir_;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::unique_ptr<Subprocess> process_;
 };
 

@@ -73,7 +73,6 @@ class AdapterTest : public ::testing::Test {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = 16 * 64;
-    eo.adapters = registry_;
     return *Engine::Create(model, eo);
   }
 
@@ -91,7 +90,7 @@ class AdapterTest : public ::testing::Test {
       for (int32_t i = 0; i < plan.num_tokens(); ++i) plan.positions.push_back(kv_len + i);
       plan.sequences.push_back({0, plan.num_tokens(), kv_len, blocks, true});
       if (!adapter.empty()) plan.adapter_segments.push_back({0, plan.num_tokens(), Slot(adapter)});
-      EXPECT_TRUE(engine.Step(plan, &logits).ok());
+      EXPECT_TRUE(engine.Step(plan, &logits, registry_->Slots()).ok());
       kv_len += plan.num_tokens();
       if (step == 0) first = logits;
       greedy.push_back(ArgMax(logits.data(), 512));
@@ -159,7 +158,7 @@ TEST_F(AdapterTest, MixedBatchIsOneStepAndEveryRowMatchesItsSingleRequest) {
     }
   }
   std::vector<float> logits;
-  ASSERT_TRUE(engine->Step(plan, &logits).ok());
+  ASSERT_TRUE(engine->Step(plan, &logits, registry_->Slots()).ok());
   for (size_t r = 0; r < rows.size(); ++r) {
     std::vector<float> row(logits.begin() + r * 512, logits.begin() + (r + 1) * 512);
     EXPECT_LE(MaxAbsDiff(row, ExpectedTensor(rows[r]["logits_key"].get<std::string>())), 1e-4f) << "row " << r;

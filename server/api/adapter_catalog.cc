@@ -1,0 +1,225 @@
+#include "server/api/adapter_catalog.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace tessera {
+namespace {
+
+struct Reference {
+  std::string owner;  // empty: the caller's
+  std::string name;
+};
+
+absl::StatusOr<Reference> ParseReference(const std::string& reference) {
+  Reference r;
+  const size_t slash = reference.find('/');
+  if (slash == std::string::npos) {
+    r.name = reference;
+  } else {
+    r.owner = reference.substr(0, slash);
+    r.name = reference.substr(slash + 1);
+    TESSERA_RETURN_IF_ERROR(ValidateName(r.owner, "adapter owner"));
+  }
+  TESSERA_RETURN_IF_ERROR(ValidateName(r.name, "adapter name"));
+  return r;
+}
+
+absl::Status NotFound(const std::string& reference) {
+  return absl::NotFoundError(absl::StrCat("adapter '", reference,
+                                          "' not found; `tessera adapters list` shows the adapters you manage"));
+}
+
+v1::AdapterState ToProto(AdapterCache::State s) {
+  switch (s) {
+    case AdapterCache::State::kResident:
+      return v1::ADAPTER_STATE_RESIDENT;
+    case AdapterCache::State::kPinned:
+      return v1::ADAPTER_STATE_PINNED;
+    default:
+      return v1::ADAPTER_STATE_STORED;
+  }
+}
+
+}  // namespace
+
+AdapterCatalog::AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes)
+    : stack_(stack), max_upload_bytes_(max_upload_bytes) {}
+
+absl::Status AdapterCatalog::RequireStore() const {
+  if (stack_->store) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "this server has no adapter store; start tessera-server with --data-dir DIR to upload adapters");
+}
+
+absl::StatusOr<ResolvedAdapter> AdapterCatalog::ResolveForUse(const Tenant& tenant,
+                                                              const std::string& reference) const {
+  TESSERA_ASSIGN_OR_RETURN(Reference ref, ParseReference(reference));
+  const std::string owner = ref.owner.empty() ? tenant.id : ref.owner;
+  if (stack_->store) {
+    if (std::optional<StoredAdapter> e = stack_->store->Find(owner, ref.name)) {
+      if (owner == tenant.id || e->shared || tenant.admin()) {
+        return ResolvedAdapter{StoredAdapterKey(e->id), e->resident_bytes};
+      }
+      return UnknownForUse(reference);
+    }
+  }
+  if (ref.owner.empty()) {
+    // A start-up adapter (--adapter NAME=DIR), served to every tenant.
+    absl::StatusOr<int32_t> slot = stack_->adapters->Resolve(ref.name);
+    if (slot.ok()) return ResolvedAdapter{ref.name, stack_->adapters->at(*slot).parameter_bytes};
+    if (slot.status().code() == absl::StatusCode::kFailedPrecondition) return slot.status();
+  }
+  return UnknownForUse(reference);
+}
+
+absl::Status AdapterCatalog::UnknownForUse(const std::string& reference) const {
+  // Same message whether the adapter is missing or another tenant's private
+  // one, so that its existence does not leak.
+  std::vector<std::string> names;
+  for (const auto& a : stack_->adapters->all()) names.push_back(a->name);
+  std::sort(names.begin(), names.end());
+  return absl::NotFoundError(absl::StrCat(
+      "adapter '", reference, "' is not loaded on this server (loaded: ",
+      names.empty() ? "none" : absl::StrJoin(names, ", "),
+      "; `tessera adapters list` shows uploaded adapters); omit the adapter to use the base model"));
+}
+
+absl::StatusOr<StoredAdapter> AdapterCatalog::FindForManage(const Tenant& tenant, const std::string& reference,
+                                                            const char* verb) const {
+  TESSERA_RETURN_IF_ERROR(RequireStore());
+  TESSERA_ASSIGN_OR_RETURN(Reference ref, ParseReference(reference));
+  const std::string owner = ref.owner.empty() ? tenant.id : ref.owner;
+  std::optional<StoredAdapter> e = stack_->store->Find(owner, ref.name);
+  if (!e) return NotFound(reference);
+  if (owner == tenant.id || tenant.admin()) return *e;
+  if (!e->shared) return NotFound(reference);
+  return absl::PermissionDeniedError(absl::StrCat("adapter '", e->reference(), "' is shared by tenant '", owner,
+                                                  "' for use only; only its owner may ", verb, " it"));
+}
+
+v1::AdapterInfo AdapterCatalog::Describe(const StoredAdapter& e) const {
+  v1::AdapterInfo info;
+  info.set_name(e.name);
+  info.set_owner(e.owner);
+  info.set_reference(e.reference());
+  info.set_kind(e.kind);
+  info.set_rank(static_cast<uint32_t>(e.rank));
+  info.set_stored_bytes(static_cast<uint64_t>(e.stored_bytes()));
+  info.set_resident_bytes(static_cast<uint64_t>(e.resident_bytes));
+  info.set_sha256(e.sha256);
+  info.set_visibility(e.shared ? v1::VISIBILITY_SHARED : v1::VISIBILITY_PRIVATE);
+  info.set_state(ToProto(stack_->cache->StateOf(StoredAdapterKey(e.id))));
+  info.set_description(e.description);
+  info.set_created_unix_ms(e.created_unix_ms);
+  std::ifstream in(stack_->store->PathOf(e) + "/" + kAdapterConfigFile);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  info.set_config_json(ss.str());
+  return info;
+}
+
+std::vector<v1::AdapterInfo> AdapterCatalog::List(const Tenant& tenant) const {
+  std::vector<v1::AdapterInfo> out;
+  if (!stack_->store) return out;
+  for (const StoredAdapter& e : stack_->store->List()) {
+    if (e.owner == tenant.id || tenant.admin()) out.push_back(Describe(e));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Get(const Tenant& tenant, const std::string& reference) const {
+  TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "inspect"));
+  return Describe(e);
+}
+
+absl::Status AdapterCatalog::Delete(const Tenant& tenant, const std::string& reference) {
+  TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "delete"));
+  TESSERA_RETURN_IF_ERROR(stack_->store->Remove(e.owner, e.name));
+  stack_->cache->Erase(StoredAdapterKey(e.id));  // running requests keep their pinned copy
+  spdlog::info("adapter {} deleted by tenant {}", e.reference(), tenant.id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Prefetch(const Tenant& tenant, const std::string& reference,
+                                                         absl::Duration timeout) {
+  TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "prefetch"));
+  TESSERA_RETURN_IF_ERROR(stack_->cache->Prefetch(StoredAdapterKey(e.id), e.resident_bytes, timeout));
+  return Describe(e);
+}
+
+absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterCatalog::BeginUpload(const Tenant& tenant,
+                                                                          const v1::UploadMetadata& metadata) {
+  TESSERA_RETURN_IF_ERROR(RequireStore());
+  TESSERA_RETURN_IF_ERROR(ValidateName(metadata.name(), "adapter name"));
+  if (stack_->store->Find(tenant.id, metadata.name())) {
+    return absl::AlreadyExistsError(absl::StrCat("adapter '", tenant.id, "/", metadata.name(),
+                                                 "' already exists; delete it first or choose another name"));
+  }
+  int64_t count = 0, bytes = 0;
+  stack_->store->Usage(tenant.id, &count, &bytes);
+  if (count >= tenant.max_adapters) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant.id, "' already stores ", count,
+                                                     " adapters, its quota; delete one first"));
+  }
+  if (bytes >= tenant.max_adapter_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant.id, "' already stores ", bytes,
+                                                     " bytes of adapters, its quota; delete one first"));
+  }
+  return stack_->store->BeginUpload(std::min(max_upload_bytes_, tenant.max_adapter_bytes - bytes));
+}
+
+absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenant,
+                                                             const v1::UploadMetadata& metadata,
+                                                             std::unique_ptr<AdapterUpload> upload,
+                                                             const std::string& sha256_hex) {
+  if (!upload->has_config() || !upload->has_model()) {
+    return absl::InvalidArgumentError(absl::StrCat("upload needs both ", kAdapterConfigFile, " and ",
+                                                   kAdapterModelFile, " before the sha256 message"));
+  }
+  const std::string actual = upload->Sha256Hex();
+  if (sha256_hex != actual) {
+    return absl::DataLossError(absl::StrCat("sha256 mismatch: the client sent ", sha256_hex,
+                                            " but the received bytes hash to ", actual,
+                                            "; the upload was corrupted in transit, send it again"));
+  }
+  const std::string reference = absl::StrCat(tenant.id, "/", metadata.name());
+  absl::StatusOr<std::shared_ptr<const Adapter>> adapter =
+      LoadAdapter(reference, upload->dir(), stack_->model->config, stack_->adapter_limits);
+  if (!adapter.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("adapter rejected: ", adapter.status().message()));
+  }
+  const Adapter& a = **adapter;
+  if (!metadata.kind().empty() && metadata.kind() != a.DisplayKind()) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata says kind '", metadata.kind(), "' but ",
+                                                   kAdapterConfigFile, " describes a '", a.DisplayKind(),
+                                                   "' adapter"));
+  }
+  if (a.parameter_bytes > stack_->cache->stats().budget_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "adapter needs ", a.parameter_bytes >> 20, " MiB resident but the adapter cache holds ",
+        stack_->cache->stats().budget_bytes >> 20, " MiB; it could never be served"));
+  }
+  StoredAdapter meta;
+  meta.owner = tenant.id;
+  meta.name = metadata.name();
+  meta.kind = a.DisplayKind();
+  meta.description = metadata.description();
+  meta.shared = metadata.visibility() == v1::VISIBILITY_SHARED;
+  meta.resident_bytes = a.parameter_bytes;
+  for (const AdapterModule& m : a.modules) {
+    if (m.lora) meta.rank = std::max(meta.rank, m.lora->rank);
+  }
+  TESSERA_ASSIGN_OR_RETURN(StoredAdapter entry, stack_->store->Commit(std::move(upload), std::move(meta)));
+  spdlog::info("adapter {} uploaded ({} bytes, {}, sha256 {})", entry.reference(), entry.stored_bytes(),
+               entry.kind, entry.sha256);
+  return Describe(entry);
+}
+
+}  // namespace tessera

@@ -1,0 +1,114 @@
+#include "server/api/server_metrics.h"
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "grpcpp/support/interceptor.h"
+
+namespace tessera {
+namespace {
+
+class CountingInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  CountingInterceptor(MetricsRegistry* registry, std::string rpc) : registry_(registry), rpc_(std::move(rpc)) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const auto code = static_cast<absl::StatusCode>(methods->GetSendStatus().error_code());
+      registry_
+          ->GetCounter("tessera_requests_total", "RPCs by method and final status code",
+                       {{"rpc", rpc_}, {"code", absl::StatusCodeToString(code)}})
+          .Increment();
+    }
+    methods->Proceed();
+  }
+
+ private:
+  MetricsRegistry* registry_;
+  std::string rpc_;
+};
+
+class CountingInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CountingInterceptorFactory(MetricsRegistry* registry) : registry_(registry) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    std::string method = info->method() ? info->method() : "";
+    // "/tessera.v1.Inference/Generate" -> "tessera.v1.Inference/Generate"
+    if (!method.empty() && method[0] == '/') method.erase(0, 1);
+    return new CountingInterceptor(registry_, std::move(method));
+  }
+
+ private:
+  MetricsRegistry* registry_;
+};
+
+}  // namespace
+
+ServerMetrics::ServerMetrics()
+    : queue_ms_(registry_.GetHistogram("tessera_queue_time_ms", "Time from submission to admission into the batch",
+                                       LatencyBucketsMs())),
+      ttft_ms_(registry_.GetHistogram("tessera_time_to_first_token_ms", "Time from submission to the first token",
+                                      LatencyBucketsMs())),
+      itl_ms_(registry_.GetHistogram("tessera_inter_token_latency_ms", "Time between consecutive tokens of a request",
+                                     LatencyBucketsMs())),
+      load_ms_(registry_.GetHistogram("tessera_adapter_load_ms", "Adapter load time (read, verify, convert)",
+                                      LatencyBucketsMs())),
+      evictions_(registry_.GetCounter("tessera_adapter_evictions_total", "Adapters evicted from the resident cache")) {
+  // Families that exist before their first event, so dashboards see zeros.
+  registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "ok"}});
+  registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "error"}});
+}
+
+Scheduler::Observer ServerMetrics::SchedulerObserver() {
+  Scheduler::Observer o;
+  o.on_admit = [this](const std::string&, double ms) { queue_ms_.Observe(ms); };
+  o.on_first_token = [this](const std::string&, double ms) { ttft_ms_.Observe(ms); };
+  o.on_token = [this](double ms) { itl_ms_.Observe(ms); };
+  o.on_finish = [this](const std::string& tenant, int32_t prompt, int32_t completion) {
+    const std::string t = tenant.empty() ? "-" : tenant;
+    const char* help = "Tokens processed per tenant: prompt tokens prefilled and completion tokens generated";
+    registry_.GetCounter("tessera_tokens_total", help, {{"tenant", t}, {"kind", "prompt"}}).Increment(prompt);
+    registry_.GetCounter("tessera_tokens_total", help, {{"tenant", t}, {"kind", "completion"}})
+        .Increment(completion);
+  };
+  return o;
+}
+
+AdapterCache::Observer ServerMetrics::CacheObserver() {
+  AdapterCache::Observer o;
+  o.on_load = [this](double ms, bool ok) {
+    load_ms_.Observe(ms);
+    registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", ok ? "ok" : "error"}})
+        .Increment();
+  };
+  o.on_evict = [this] { evictions_.Increment(); };
+  return o;
+}
+
+void ServerMetrics::AttachStack(const ServingStack* stack) {
+  const Scheduler* scheduler = stack->scheduler.get();
+  registry_.AddGaugeCallback("tessera_queue_length", "Requests waiting for admission",
+                             [scheduler] { return scheduler->stats().queued; });
+  registry_.AddGaugeCallback("tessera_running_requests", "Requests in the running batch",
+                             [scheduler] { return scheduler->stats().running; });
+  registry_.AddGaugeCallback("tessera_kv_blocks_used", "KV cache blocks held by requests",
+                             [scheduler] { return scheduler->stats().kv_blocks_used; });
+  registry_.AddGaugeCallback("tessera_kv_blocks_free", "KV cache blocks free", [scheduler] {
+    const Scheduler::Stats s = scheduler->stats();
+    return s.kv_blocks_total - s.kv_blocks_used;
+  });
+  const AdapterStore* store = stack->store.get();
+  registry_.AddGaugeCallback("tessera_adapters_stored", "Adapters in the durable store",
+                             [store] { return store ? static_cast<double>(store->List().size()) : 0.0; });
+  const AdapterCache* cache = stack->cache.get();
+  registry_.AddGaugeCallback("tessera_adapters_resident", "Adapters loaded in memory (start-up ones included)",
+                             [cache] { return cache->stats().resident; });
+  registry_.AddGaugeCallback("tessera_adapter_resident_bytes", "Bytes of cached stored adapters",
+                             [cache] { return static_cast<double>(cache->stats().resident_bytes); });
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerMetrics::InterceptorFactory() {
+  return std::make_unique<CountingInterceptorFactory>(&registry_);
+}
+
+}  // namespace tessera
