@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, tenants, "", "tenants and API key hashes, JSON (see READM
 ABSL_FLAG(bool, insecure_no_auth, false, "accept every call as the admin tenant 'local' (local demos only)");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics over HTTP; empty: off");
 ABSL_FLAG(std::string, metrics_port_file, "", "write the bound metrics port to this file");
+ABSL_FLAG(absl::Duration, testing_step_delay, absl::ZeroDuration(),
+          "for tests only: pause after every engine step, to make queue waits observable");
 
 namespace tessera {
 namespace {
@@ -95,6 +97,7 @@ int Run() {
   absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
   if (!so.ok()) return Fail(absl::StrCat("cannot start: ", so.status().message()));
   so->data_dir = absl::GetFlag(FLAGS_data_dir);
+  so->testing_step_delay = absl::GetFlag(FLAGS_testing_step_delay);
   so->adapter_cache_bytes = mib(absl::GetFlag(FLAGS_adapter_cache_mb));
   so->scheduler_observer = metrics.SchedulerObserver();
   so->adapter_cache_observer = metrics.CacheObserver();

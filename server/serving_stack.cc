@@ -155,6 +155,7 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   so.max_queue = o.max_queue;
   so.context_length = stack->context_length;
   so.max_step_tokens = o.max_step_tokens;
+  so.testing_step_delay = o.testing_step_delay;
   so.max_new_tokens_limit = o.max_new_tokens_limit > 0 ? o.max_new_tokens_limit : stack->context_length;
   const std::vector<int32_t> eos = CollectEosIds(*stack->model, *stack->tokenizer);
   stack->scheduler =

@@ -30,6 +30,7 @@ struct ServingOptions {
   int64_t kv_cache_bytes = 0;        // used when kv_cache_tokens is 0; 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
   int32_t max_step_tokens = 512;
+  absl::Duration testing_step_delay = absl::ZeroDuration();  // see SchedulerOptions
   // Longest sequence served. 0: a RoPE-ID model serves what the KV cache
   // holds, a plain RoPE model its max_position_embeddings.
   int64_t max_context = 0;

@@ -365,6 +365,7 @@ void Scheduler::Loop() {
     }
     std::erase_if(running_, [](const std::unique_ptr<Request>& r) { return r->handle == nullptr; });
     if (!running_.empty()) RunStep();
+    if (options_.testing_step_delay > absl::ZeroDuration()) absl::SleepFor(options_.testing_step_delay);
     std::lock_guard<std::mutex> lock(wake_->mu);
     wake_->running = static_cast<int32_t>(running_.size());
     wake_->cv.notify_all();

@@ -47,6 +47,9 @@ struct SchedulerOptions {
   int32_t max_queue = 1024;
   int32_t max_new_tokens_limit = 1024;
   int32_t max_stop_strings = 16;
+  // Sleeps this long after each engine step. For tests only: it makes queue
+  // waits long enough to observe deadlines and a full queue.
+  absl::Duration testing_step_delay = absl::ZeroDuration();
 };
 
 class Scheduler;
