@@ -6,8 +6,8 @@
 namespace tessera {
 namespace {
 
-int64_t StatusFieldBytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
+int64_t StatusFieldBytes(const std::string& field, const char* path = "/proc/self/status") {
+  std::ifstream in(path);
   std::string key;
   while (in >> key) {
     if (key == field + ":") {
@@ -24,5 +24,6 @@ int64_t StatusFieldBytes(const std::string& field) {
 
 int64_t CurrentRssBytes() { return StatusFieldBytes("VmRSS"); }
 int64_t PeakRssBytes() { return StatusFieldBytes("VmHWM"); }
+int64_t AvailableMemoryBytes() { return StatusFieldBytes("MemAvailable", "/proc/meminfo"); }
 
 }  // namespace tessera

@@ -10,6 +10,8 @@ namespace tessera {
 int64_t CurrentRssBytes();
 // Peak resident set size since start in bytes (VmHWM); 0 when unknown.
 int64_t PeakRssBytes();
+// Memory the system can give new allocations (MemAvailable); 0 when unknown.
+int64_t AvailableMemoryBytes();
 
 }  // namespace tessera
 

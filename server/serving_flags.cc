@@ -14,7 +14,10 @@ ABSL_FLAG(int, max_queue, 1024, "most requests waiting for admission; more get R
 ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may ask; 0: the context length");
 ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: from --kv-cache-bytes");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0,
-          "KV cache capacity in bytes, when --kv-cache-tokens is 0; 0: max_batch_size full contexts");
+          "KV cache capacity in bytes, when --kv-cache-tokens is 0; 0: see --kv-cache-memory-fraction");
+ABSL_FLAG(double, kv_cache_memory_fraction, 0,
+          "KV cache capacity as this fraction of the memory available after loading the model, when "
+          "--kv-cache-tokens and --kv-cache-bytes are 0; 0: max_batch_size full contexts");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(int, max_step_tokens, 512, "tokens per engine step; longer prompts are prefilled in chunks");
 ABSL_FLAG(int64_t, max_context, 0,
@@ -39,6 +42,11 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
   so.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
   so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
   so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  so.kv_cache_memory_fraction = absl::GetFlag(FLAGS_kv_cache_memory_fraction);
+  if (so.kv_cache_bytes < 0 || so.kv_cache_memory_fraction < 0 || so.kv_cache_memory_fraction > 0.95) {
+    return absl::InvalidArgumentError(
+        "--kv-cache-bytes must be >= 0 and --kv-cache-memory-fraction in [0, 0.95]");
+  }
   so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   so.max_context = absl::GetFlag(FLAGS_max_context);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "kernels/cuda/device_query.h"
@@ -119,11 +120,22 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   const int64_t kv_bytes_per_token =
       int64_t{2} * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
   int64_t kv_tokens = o.kv_cache_tokens;
-  if (kv_tokens <= 0 && o.kv_cache_bytes > 0) {
-    kv_tokens = o.kv_cache_bytes / kv_bytes_per_token;
+  int64_t kv_bytes = o.kv_cache_bytes;
+  if (kv_tokens <= 0 && kv_bytes <= 0 && o.kv_cache_memory_fraction > 0) {
+    const int64_t available = AvailableMemoryBytes();
+    if (available <= 0) {
+      return absl::FailedPreconditionError(
+          "--kv-cache-memory-fraction: cannot read MemAvailable from /proc/meminfo; use --kv-cache-bytes");
+    }
+    kv_bytes = static_cast<int64_t>(o.kv_cache_memory_fraction * static_cast<double>(available));
+    spdlog::info("KV cache: {:.2f} of {:.0f} MiB available = {:.0f} MiB", o.kv_cache_memory_fraction,
+                 available / 1048576.0, kv_bytes / 1048576.0);
+  }
+  if (kv_tokens <= 0 && kv_bytes > 0) {
+    kv_tokens = kv_bytes / kv_bytes_per_token;
     if (kv_tokens < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-bytes ", o.kv_cache_bytes,
-                                                     " holds no token; one token needs ", kv_bytes_per_token,
+      return absl::InvalidArgumentError(absl::StrCat("a KV cache of ", kv_bytes,
+                                                     " bytes holds no token; one token needs ", kv_bytes_per_token,
                                                      " bytes with this model"));
     }
   }

@@ -93,6 +93,8 @@ void ServerMetrics::AttachStack(const ServingStack* stack) {
                              [scheduler] { return scheduler->stats().running; });
   registry_.AddGaugeCallback("tessera_kv_blocks_used", "KV cache blocks held by requests",
                              [scheduler] { return scheduler->stats().kv_blocks_used; });
+  registry_.AddGaugeCallback("tessera_kv_preemptions", "Requests preempted by recompute since start",
+                             [scheduler] { return static_cast<double>(scheduler->stats().preemptions); });
   registry_.AddGaugeCallback("tessera_kv_blocks_free", "KV cache blocks free", [scheduler] {
     const Scheduler::Stats s = scheduler->stats();
     return s.kv_blocks_total - s.kv_blocks_used;

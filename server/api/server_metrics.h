@@ -7,6 +7,7 @@
 //   tessera_inter_token_latency_ms                 histogram
 //   tessera_queue_length, tessera_running_requests gauges
 //   tessera_kv_blocks_used, tessera_kv_blocks_free gauges
+//   tessera_kv_preemptions                         gauge, requests preempted by recompute
 //   tessera_adapters_stored, tessera_adapters_resident, tessera_adapter_resident_bytes  gauges
 //   tessera_adapter_loads_total{result}, tessera_adapter_evictions_total  counters
 //   tessera_adapter_load_ms                        histogram

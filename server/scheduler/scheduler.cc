@@ -53,7 +53,10 @@ struct Scheduler::Request {
   uint64_t arrival = 0;       // submission order, for FIFO prefill
   int32_t prompt_done = 0;    // prompt tokens already in the KV cache
   int32_t chunk = 0;          // prompt tokens to run in the current step
-  bool prefilling() const { return prompt_done < static_cast<int32_t>(params.prompt_ids.size()); }
+  // Tokens to prefill: the prompt, or after a preemption the prompt and every
+  // token generated so far (recomputed into fresh KV blocks).
+  std::vector<int32_t> replay;
+  bool prefilling() const { return prompt_done < static_cast<int32_t>(replay.size()); }
   int32_t max_new = 0;  // after the context-limit clip
   uint64_t seed = 0;
   std::unique_ptr<Sampler> sampler;
@@ -194,6 +197,7 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   r->sampler =
       std::make_unique<Sampler>(SamplingConfig{params.temperature, params.top_k, params.top_p, r->seed});
   r->output = std::make_unique<OutputText>(*tokenizer_, params.stop_strings);
+  r->replay = params.prompt_ids;
   r->handle = std::move(handle);
   r->params = std::move(params);
   r->callbacks = std::move(callbacks);
@@ -276,9 +280,11 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     auto it = NextCandidate(skip);
     if (it == queue.end()) break;
     Request& r = **it;
-    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.params.prompt_ids.size()) + r.max_new);
+    // Blocks for what it prefills and its first new token; decode steps
+    // take more blocks as they go (preempting the youngest when none is free).
+    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.replay.size()) + 1);
     if (need > kv.free_blocks()) break;  // the fairest request waits for memory; none overtakes it
-    if (!r.params.adapter_id.empty()) {
+    if (!r.params.adapter_id.empty() && !r.adapter) {  // a preempted request keeps its pin
       absl::StatusOr<AdapterPin> pin = adapters_->TryPin(r.params.adapter_id, r.params.adapter_bytes);
       if (!pin.ok() && IsNotResident(pin.status())) {
         skip.push_back(&r);  // loading on the cache's thread; others go first
@@ -302,7 +308,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
               })->second;
     }
     auto [served, inserted] = served_tokens_.try_emplace(r.params.tenant, floor);
-    served->second += static_cast<double>(r.params.prompt_ids.size()) + r.max_new;
+    served->second += static_cast<double>(r.replay.size()) + r.max_new;
     if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
     running_.push_back(std::move(*it));
     queue.erase(it);
@@ -384,14 +390,83 @@ void Scheduler::AssignPrefillChunks() {
   }
   std::sort(prefilling.begin(), prefilling.end(), [](Request* a, Request* b) { return a->arrival < b->arrival; });
   for (Request* r : prefilling) {
-    const int64_t remaining = static_cast<int64_t>(r->params.prompt_ids.size()) - r->prompt_done;
+    const int64_t remaining = static_cast<int64_t>(r->replay.size()) - r->prompt_done;
     r->chunk = static_cast<int32_t>(std::clamp<int64_t>(budget, 0, remaining));
     budget -= r->chunk;
   }
 }
 
+bool Scheduler::GrowBlocks() {
+  KvCache& kv = engine_->kv_cache();
+  // Oldest first, so that the youngest are the ones preempted.
+  std::vector<Request*> order;
+  for (auto& r : running_) order.push_back(r.get());
+  std::sort(order.begin(), order.end(), [](Request* a, Request* b) { return a->arrival < b->arrival; });
+  std::vector<Request*> preempted;
+  for (Request* r : order) {
+    if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
+    const int32_t rows = r->prefilling() ? r->chunk : 1;
+    if (rows == 0) continue;
+    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r->kv_len) + rows) - static_cast<int32_t>(r->blocks.size());
+    while (need > kv.free_blocks()) {
+      // Preempt by recompute: the youngest running request gives its blocks
+      // back and returns to the queue to prefill prompt + generated again.
+      Request* victim = nullptr;
+      for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        if (std::find(preempted.begin(), preempted.end(), *it) == preempted.end() && !(*it)->blocks.empty()) {
+          victim = *it;
+          break;
+        }
+      }
+      if (victim == nullptr) break;
+      preempted.push_back(victim);
+      kv.Free(victim->blocks);
+      victim->blocks.clear();
+      if (victim == r) break;
+    }
+    if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
+    if (need > 0) {
+      absl::StatusOr<std::vector<int32_t>> more = kv.Allocate(need);
+      if (!more.ok()) return false;  // cannot happen: a lone request always fits (checked in Submit)
+      r->blocks.insert(r->blocks.end(), more->begin(), more->end());
+    }
+  }
+  if (preempted.empty()) return true;
+  std::vector<std::unique_ptr<Request>> back;
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (std::find(preempted.begin(), preempted.end(), it->get()) == preempted.end()) {
+      ++it;
+      continue;
+    }
+    Request& r = **it;
+    r.replay = r.params.prompt_ids;
+    // The last generated token is the next step's input, so it is replayed
+    // too: the prefill's last row then yields the token after it.
+    r.replay.insert(r.replay.end(), r.generated.begin(), r.generated.end());
+    r.prompt_done = 0;
+    r.chunk = 0;
+    r.kv_len = 0;
+    preemptions_.fetch_add(1);
+    spdlog::debug("request {} preempted after {} tokens; it will recompute {} tokens", r.params.request_id,
+                  r.generated.size(), r.replay.size());
+    back.push_back(std::move(*it));
+    it = running_.erase(it);
+  }
+  std::lock_guard<std::mutex> lock(wake_->mu);
+  // Front of the queue in arrival order, so they are the first readmitted.
+  std::sort(back.begin(), back.end(), [](const auto& a, const auto& b) { return a->arrival < b->arrival; });
+  for (auto it = back.rbegin(); it != back.rend(); ++it) wake_->queue.push_front(std::move(*it));
+  wake_->running = static_cast<int32_t>(running_.size());
+  return true;
+}
+
 void Scheduler::RunStep() {
   AssignPrefillChunks();
+  if (!GrowBlocks()) {
+    spdlog::error("KV cache exhausted with nothing left to preempt");
+  }
+  kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
+  if (running_.empty()) return;
   // Sequences of the same adapter sit next to each other, so each adapter is
   // one segment (stable: FIFO order within an adapter); the step's slot table
   // lists each pinned adapter once.
@@ -417,7 +492,7 @@ void Scheduler::RunStep() {
     sp.kv_len = r->kv_len;
     sp.block_table = r->blocks;
     if (r->prefilling()) {
-      const auto& ids = r->params.prompt_ids;
+      const auto& ids = r->replay;
       plan.token_ids.insert(plan.token_ids.end(), ids.begin() + r->prompt_done, ids.begin() + r->prompt_done + r->chunk);
       for (int32_t i = 0; i < r->chunk; ++i) plan.positions.push_back(r->kv_len + i);
       sp.query_len = r->chunk;

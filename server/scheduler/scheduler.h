@@ -139,6 +139,10 @@ class Scheduler {
   void RunStep();
   // Prompt tokens of each prefilling request to run this step (0: wait).
   void AssignPrefillChunks();
+  // Gives every request in the step the KV blocks its rows need, preempting
+  // the youngest requests (back to the queue, recomputed later) when the
+  // cache is full. False if even that cannot make room.
+  bool GrowBlocks();
   void FinishRequest(Request& r, FinishReason reason, absl::Status status = absl::OkStatus());
 
   Engine* engine_;

@@ -454,6 +454,22 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   EXPECT_EQ(testing::SumSeries(m, "tessera_requests_total", {{"code", "RESOURCE_EXHAUSTED"}}), 1);
 }
 
+TEST(KvCacheFlagsTest, BytesAndMemoryFractionSetTheCapacity) {
+  // The fixture model: 2 layers x 2 KV heads x 16 dims x K and V x 4 bytes =
+  // 512 bytes per token; 256 KiB is 512 tokens, 32 blocks of 16.
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--kv-cache-bytes", "262144"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(Metric(*server, "tessera_kv_blocks_free"), 32);
+  auto fraction =
+      testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--kv-cache-memory-fraction", "0.001"});
+  ASSERT_NE(fraction, nullptr);
+  EXPECT_GT(Metric(*fraction, "tessera_kv_blocks_free"), 32);
+  auto r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
+                                testing::TinyLlamaModelDir(), "--kv-cache-bytes", "100"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("holds no token; one token needs 512 bytes"), std::string::npos) << r.output;
+}
+
 // --- Durability ---
 
 TEST(AdapterStoreRestartTest, EveryAcknowledgedAdapterComesBackAndATruncatedOneIsQuarantined) {

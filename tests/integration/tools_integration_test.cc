@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/sha256.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
@@ -83,6 +84,72 @@ TEST(CliTest, NoServerIsAClearError) {
   auto r = RunCommand({BinaryPath("client/tessera"), "info", "--server", address, "--connect-timeout", "1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("cannot reach a Tessera server at " + address), std::string::npos) << r.output;
+}
+
+TEST(CliTest, AdapterCommandsWithAnApiKey) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Join("tenants.json"),
+                          R"({"tenants": [{"id": "acme", "role": "user", "api_key_sha256": ")" +
+                              Sha256Hex("cli-key") + R"("}]})");
+  auto server = testing::ServerProcess::Start(
+      testing::TinyLlamaModelDir(), {"--data-dir", dir.Join("data"), "--tenants", dir.Join("tenants.json")});
+  ASSERT_NE(server, nullptr);
+  const std::string cli = BinaryPath("client/tessera");
+  const std::string adapter_dir = testing::TinyLlamaDir() + "/adapters/lora";
+
+  // No key: the gRPC status and message, exit code 1.
+  unsetenv("TESSERA_API_KEY");
+  auto r = RunCommand({cli, "adapters", "list", "--server", server->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("UNAUTHENTICATED"), std::string::npos) << r.output;
+
+  r = RunCommand({cli, "adapters", "upload", adapter_dir, "--name", "support", "--server", server->address(),
+                  "--api-key", "cli-key", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json up = json::parse(r.output);
+  EXPECT_EQ(up["reference"], "acme/support");
+  EXPECT_EQ(up["kind"], "lora");
+  EXPECT_EQ(up["sha256"].get<std::string>().size(), 64u);
+
+  // The key from the environment.
+  setenv("TESSERA_API_KEY", "cli-key", 1);
+  r = RunCommand({cli, "adapters", "list", "--server", server->address(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json list = json::parse(r.output);
+  ASSERT_EQ(list["adapters"].size(), 1u);
+  EXPECT_EQ(list["adapters"][0]["sha256"], up["sha256"]);
+
+  r = RunCommand({cli, "adapters", "list", "--server", server->address()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("acme/support"), std::string::npos) << r.output;
+
+  r = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(1), "--adapter",
+                  "support", "--max-new-tokens", "16", "--ignore-eos", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json::parse(r.output)["token_ids"].get<std::vector<int32_t>>(), Greedy("lora", 1));
+
+  r = RunCommand({cli, "adapters", "prefetch", "support", "--server", server->address(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json::parse(r.output)["state"], "ADAPTER_STATE_RESIDENT");
+
+  r = RunCommand({cli, "adapters", "info", "support", "--server", server->address(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json::parse(r.output)["rank"], 8);
+
+  r = RunCommand({cli, "adapters", "upload", adapter_dir, "--name", "support", "--server", server->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("ALREADY_EXISTS"), std::string::npos) << r.output;
+
+  r = RunCommand({cli, "adapters", "rm", "support", "--server", server->address()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunCommand({cli, "adapters", "info", "support", "--server", server->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("NOT_FOUND"), std::string::npos) << r.output;
+
+  r = RunCommand({cli, "adapters", "upload", dir.Join("missing"), "--name", "x", "--server", server->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(dir.Join("missing")), std::string::npos) << r.output;
+  unsetenv("TESSERA_API_KEY");
 }
 
 TEST(BatchTest, OfflineBatchMatchesFixtureLogitsAndTokens) {

@@ -272,6 +272,68 @@ TEST_F(SchedulerTest, CancelAndShutdownFinishEveryRequestOnce) {
   EXPECT_EQ(engine_->kv_cache().free_blocks(), engine_->kv_cache().num_blocks());
 }
 
+TEST_F(SchedulerTest, PreemptionByRecomputeKeepsEveryRequestsTokens) {
+  // 6 blocks of 16 tokens; each request needs 2 blocks by its end, so six of
+  // them admitted on their first block must preempt the youngest as they
+  // grow, then recompute them.
+  StartScheduler(/*max_batch=*/6, /*kv_tokens=*/6 * 16);
+  std::vector<std::future<Outcome>> futures;
+  for (int i = 0; i < 6; ++i) futures.push_back(Submit(Greedy16(i)));
+  for (int i = 0; i < 6; ++i) {
+    Outcome o = futures[i].get();
+    ASSERT_TRUE(o.result.status.ok()) << o.result.status;
+    EXPECT_EQ(o.result.token_ids, Greedy("base", i)) << "prompt " << i;
+    std::vector<int32_t> streamed;
+    for (const auto& d : o.deltas) streamed.insert(streamed.end(), d.token_ids.begin(), d.token_ids.end());
+    EXPECT_EQ(streamed, o.result.token_ids) << "no token is streamed twice after a recompute";
+  }
+  EXPECT_GT(scheduler_->stats().preemptions, 0);
+  ASSERT_TRUE(scheduler_->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(scheduler_->stats().kv_blocks_used, 0);
+}
+
+TEST_F(SchedulerTest, QueuedRequestPastItsDeadlineIsDropped) {
+  StartScheduler(/*max_batch=*/1);
+  GenerationParams longp = Greedy16(0);
+  longp.max_new_tokens = 200;
+  auto first = Submit(longp);
+  GenerationParams late = Greedy16(1);
+  late.deadline = absl::Now() + absl::Milliseconds(1);
+  Outcome o = Submit(late).get();
+  EXPECT_EQ(o.result.status.code(), absl::StatusCode::kDeadlineExceeded) << o.result.status;
+  EXPECT_TRUE(o.result.token_ids.empty());
+  EXPECT_TRUE(first.get().result.status.ok());
+  ASSERT_TRUE(scheduler_->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(scheduler_->stats().kv_blocks_used, 0);
+}
+
+TEST_F(SchedulerTest, TenantsShareTheBatchFairly) {
+  // One slot. Tenant A queues ten requests before B's single one arrives; B
+  // must not wait for all of A's: it runs second, after A's first.
+  StartScheduler(/*max_batch=*/1);
+  std::vector<std::pair<std::string, absl::Time>> finished;
+  std::mutex mu;
+  auto submit = [&](const std::string& tenant, int prompt) {
+    GenerationParams p = Greedy16(prompt);
+    p.tenant = tenant;
+    GenerationCallbacks cb;
+    cb.on_finish = [&, tenant](GenerationResult) {
+      std::lock_guard<std::mutex> lock(mu);
+      finished.push_back({tenant, absl::Now()});
+    };
+    ASSERT_TRUE(scheduler_->Submit(scheduler_->NewHandle(), std::move(p), std::move(cb)).ok());
+  };
+  for (int i = 0; i < 10; ++i) submit("a", i % 6);
+  submit("b", 0);
+  ASSERT_TRUE(scheduler_->WaitIdle(absl::Seconds(30)));
+  ASSERT_EQ(finished.size(), 11u);
+  int b_position = 0;
+  for (size_t i = 0; i < finished.size(); ++i) {
+    if (finished[i].first == "b") b_position = static_cast<int>(i);
+  }
+  EXPECT_LE(b_position, 2) << "tenant b waited behind most of tenant a's burst";
+}
+
 TEST(OutputTextTest, HoldsBackPossibleStopPrefixes) {
   auto tok = Tokenizer::FromDir(testing::TinyLlamaModelDir());
   ASSERT_TRUE(tok.ok());
