@@ -17,9 +17,7 @@ double MiB(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 }  // namespace
 
-bool IsNotResident(const absl::Status& status) {
-  return status.GetPayload(kNotResidentPayload).has_value();
-}
+bool IsNotResident(const absl::Status& status) { return status.GetPayload(kNotResidentPayload).has_value(); }
 
 AdapterCache::AdapterCache(int64_t budget_bytes, Loader loader, Observer observer)
     : budget_(budget_bytes), loader_(std::move(loader)), observer_(std::move(observer)) {
@@ -121,9 +119,10 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t 
     }
   }
   if (size_bytes > budget_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "adapter needs ", absl::StrFormat("%.1f", MiB(size_bytes)), " MiB of memory but the adapter cache holds ",
-        absl::StrFormat("%.1f", MiB(budget_)), " MiB; raise --adapter-cache-mb"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("adapter needs ", absl::StrFormat("%.1f", MiB(size_bytes)),
+                     " MiB of memory but the adapter cache holds ", absl::StrFormat("%.1f", MiB(budget_)),
+                     " MiB; raise --adapter-cache-mb"));
   }
   absl::Status s = absl::UnavailableError(absl::StrCat("adapter ", key, " is not resident"));
   s.SetPayload(kNotResidentPayload, absl::Cord("waiting"));
@@ -145,9 +144,9 @@ absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, 
     if (!IsNotResident(pin.status())) return pin.status();
     std::unique_lock<std::mutex> lock(mu_);
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "adapter ", key, " did not become resident within ", absl::FormatDuration(timeout),
-          "; every cached adapter is in use, retry later or raise --adapter-cache-mb"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("adapter ", key, " did not become resident within ", absl::FormatDuration(timeout),
+                       "; every cached adapter is in use, retry later or raise --adapter-cache-mb"));
     }
     cv_.wait_for(lock, std::chrono::milliseconds(50));
   }

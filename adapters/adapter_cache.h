@@ -52,7 +52,7 @@ class AdapterCache {
 
   struct Observer {
     std::function<void(double load_ms, bool ok)> on_load;  // after each load
-    std::function<void()> on_evict;                          // per eviction
+    std::function<void()> on_evict;                        // per eviction
   };
 
   AdapterCache(int64_t budget_bytes, Loader loader, Observer observer = {});
@@ -101,8 +101,8 @@ class AdapterCache {
     int32_t pins = 0;
     bool permanent = false;
     bool loading = false;
-    absl::Status error;                      // the failed load's error
-    std::list<std::string>::iterator lru;    // valid when resident, unpinned, not permanent
+    absl::Status error;                    // the failed load's error
+    std::list<std::string>::iterator lru;  // valid when resident, unpinned, not permanent
     bool in_lru = false;
   };
 

@@ -77,13 +77,16 @@ int Run() {
 
   std::unique_ptr<TenantDirectory> tenants;
   if (absl::GetFlag(FLAGS_insecure_no_auth)) {
-    if (!absl::GetFlag(FLAGS_tenants).empty()) return Fail("pass either --tenants or --insecure-no-auth, not both");
+    if (!absl::GetFlag(FLAGS_tenants).empty())
+      return Fail("pass either --tenants or --insecure-no-auth, not both");
     spdlog::warn("--insecure-no-auth: every caller is the admin tenant 'local'; use it for local demos only");
     tenants = TenantDirectory::Insecure();
   } else if (absl::GetFlag(FLAGS_tenants).empty()) {
-    return Fail("cannot start: no --tenants FILE (API keys, see README); for a local demo pass --insecure-no-auth");
+    return Fail(
+        "cannot start: no --tenants FILE (API keys, see README); for a local demo pass --insecure-no-auth");
   } else {
-    absl::StatusOr<std::unique_ptr<TenantDirectory>> t = TenantDirectory::FromFile(absl::GetFlag(FLAGS_tenants));
+    absl::StatusOr<std::unique_ptr<TenantDirectory>> t =
+        TenantDirectory::FromFile(absl::GetFlag(FLAGS_tenants));
     if (!t.ok()) return Fail(absl::StrCat("cannot start: ", t.status().message()));
     tenants = *std::move(t);
     spdlog::info("{} tenant(s) from {}", tenants->size(), absl::GetFlag(FLAGS_tenants));
@@ -106,12 +109,15 @@ int Run() {
   metrics.AttachStack(stack->get());
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m = MetricsHttpServer::Start(listen, &metrics.registry());
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m =
+        MetricsHttpServer::Start(listen, &metrics.registry());
     if (!m.ok()) return Fail(absl::StrCat("cannot start metrics: ", m.status().message()));
     metrics_http = *std::move(m);
-    spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), metrics_http->port());
+    spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
+                 metrics_http->port());
     if (!absl::GetFlag(FLAGS_metrics_port_file).empty()) {
-      if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_http->port()); !s.ok()) {
+      if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_http->port());
+          !s.ok()) {
         return Fail(std::string(s.message()));
       }
     }

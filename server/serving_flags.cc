@@ -20,14 +20,17 @@ ABSL_FLAG(double, kv_cache_memory_fraction, 0,
           "--kv-cache-tokens and --kv-cache-bytes are 0; 0: max_batch_size full contexts");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(int, max_step_tokens, 512, "tokens per engine step; longer prompts are prefilled in chunks");
-ABSL_FLAG(int64_t, max_context, 0,
-          "longest sequence served; 0: what the KV cache holds (RoPE-ID) or max_position_embeddings (plain RoPE)");
+ABSL_FLAG(
+    int64_t, max_context, 0,
+    "longest sequence served; 0: what the KV cache holds (RoPE-ID) or max_position_embeddings (plain RoPE)");
 ABSL_FLAG(bool, allow_context_extension, false,
           "let a plain RoPE model serve past max_position_embeddings (quality degrades)");
 ABSL_FLAG(std::string, quantize, "int4", "weight quantization of the linear layers: int4, int8 or none");
-ABSL_FLAG(int64_t, quant_group_size, 128, "int4 group size along the input dimension; a positive multiple of 8");
-ABSL_FLAG(std::vector<std::string>, adapter, {},
-          "NAME=DIR of a peft adapter folder to serve as NAME; repeat the flag (or separate with commas) for more");
+ABSL_FLAG(int64_t, quant_group_size, 128,
+          "int4 group size along the input dimension; a positive multiple of 8");
+ABSL_FLAG(
+    std::vector<std::string>, adapter, {},
+    "NAME=DIR of a peft adapter folder to serve as NAME; repeat the flag (or separate with commas) for more");
 ABSL_FLAG(int, max_adapter_rank, 64, "largest LoRA rank accepted");
 ABSL_FLAG(int64_t, max_adapter_mb, 1024, "largest adapter_model.safetensors accepted, in MiB");
 

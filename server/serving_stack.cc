@@ -1,9 +1,9 @@
 #include "server/serving_stack.h"
 
 #include <algorithm>
-#include <limits>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -84,7 +84,8 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   AdapterStore* store = stack->store.get();
   const ModelConfig* config = &c;
   const AdapterLimits limits = o.adapter_limits;
-  auto loader = [store, config, limits](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+  auto loader = [store, config,
+                 limits](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
     if (store == nullptr || key.empty() || key[0] != '@') {
       return absl::NotFoundError(absl::StrCat("adapter ", key, " is not stored on this server"));
     }
@@ -96,7 +97,8 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     return absl::NotFoundError(absl::StrCat("adapter ", key, " was deleted"));
   };
   stack->cache = std::make_unique<AdapterCache>(o.adapter_cache_bytes, loader, o.adapter_cache_observer);
-  for (const std::shared_ptr<const Adapter>& a : stack->adapters->all()) stack->cache->AddPermanent(a->name, a);
+  for (const std::shared_ptr<const Adapter>& a : stack->adapters->all())
+    stack->cache->AddPermanent(a->name, a);
 
   // Effective context limit, and the KV cache that serves it.
   const int64_t trained = c.max_position_embeddings;
@@ -105,20 +107,24 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     stack->context_limit_reason = o.max_context > 0 ? "RoPE-ID model, --max-context" : "";
   } else if (context > trained) {
     if (!o.allow_context_extension) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--max-context ", context, " exceeds max_position_embeddings ", trained,
-          " of this plain RoPE model; add --allow-context-extension to serve it anyway (quality degrades past the "
-          "trained length), or use a RoPE-ID model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--max-context ", context, " exceeds max_position_embeddings ", trained,
+                       " of this plain RoPE model; add --allow-context-extension to serve it anyway (quality "
+                       "degrades past the "
+                       "trained length), or use a RoPE-ID model"));
     }
-    spdlog::warn("serving {} tokens with a plain RoPE model trained for {} (--allow-context-extension): expect "
-                 "quality to degrade past the trained length",
-                 context, trained);
-    stack->context_limit_reason = absl::StrCat("--max-context with --allow-context-extension (trained for ", trained, ")");
+    spdlog::warn(
+        "serving {} tokens with a plain RoPE model trained for {} (--allow-context-extension): expect "
+        "quality to degrade past the trained length",
+        context, trained);
+    stack->context_limit_reason =
+        absl::StrCat("--max-context with --allow-context-extension (trained for ", trained, ")");
   } else {
-    stack->context_limit_reason = o.max_context > 0 ? "--max-context" : "max_position_embeddings in config.json";
+    stack->context_limit_reason =
+        o.max_context > 0 ? "--max-context" : "max_position_embeddings in config.json";
   }
-  const int64_t kv_bytes_per_token =
-      int64_t{2} * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t kv_bytes_per_token = int64_t{2} * c.num_hidden_layers * c.num_key_value_heads * c.head_dim *
+                                     static_cast<int64_t>(sizeof(float));
   int64_t kv_tokens = o.kv_cache_tokens;
   int64_t kv_bytes = o.kv_cache_bytes;
   if (kv_tokens <= 0 && kv_bytes <= 0 && o.kv_cache_memory_fraction > 0) {
@@ -135,18 +141,20 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     kv_tokens = kv_bytes / kv_bytes_per_token;
     if (kv_tokens < 1) {
       return absl::InvalidArgumentError(absl::StrCat("a KV cache of ", kv_bytes,
-                                                     " bytes holds no token; one token needs ", kv_bytes_per_token,
-                                                     " bytes with this model"));
+                                                     " bytes holds no token; one token needs ",
+                                                     kv_bytes_per_token, " bytes with this model"));
     }
   }
   if (kv_tokens <= 0) kv_tokens = std::max<int64_t>(int64_t{o.max_batch_size} * trained, context);
   if (c.rope_id && o.max_context == 0) {
     context = kv_tokens;
-    stack->context_limit_reason = absl::StrCat("RoPE-ID model, limited by the KV cache (", kv_tokens, " tokens)");
+    stack->context_limit_reason =
+        absl::StrCat("RoPE-ID model, limited by the KV cache (", kv_tokens, " tokens)");
   }
   if (context > kv_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("a context of ", context, " tokens needs a KV cache of at least ",
-                                                   context, " tokens; raise --kv-cache-tokens (now ", kv_tokens, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("a context of ", context,
+                                                   " tokens needs a KV cache of at least ", context,
+                                                   " tokens; raise --kv-cache-tokens (now ", kv_tokens, ")"));
   }
   if (context > std::numeric_limits<int32_t>::max() / 2) {
     return absl::InvalidArgumentError(absl::StrCat("--max-context ", context, " is too large"));
@@ -174,10 +182,11 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
       std::make_unique<Scheduler>(stack->engine.get(), stack->tokenizer.get(), eos, so, stack->cache.get());
   stack->scheduler->SetObserver(o.scheduler_observer);
   stack->scheduler->Start();
-  spdlog::info("engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}, {} tokens "
-               "per step; context limit {} ({})",
-               eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size, so.max_step_tokens,
-               stack->context_length, stack->context_limit_reason);
+  spdlog::info(
+      "engine: cpu backend, {} thread(s), KV cache {} tokens in blocks of {}, batch up to {}, {} tokens "
+      "per step; context limit {} ({})",
+      eo.num_threads, eo.kv_cache_tokens, eo.kv_block_size, so.max_batch_size, so.max_step_tokens,
+      stack->context_length, stack->context_limit_reason);
   return stack;
 }
 

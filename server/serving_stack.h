@@ -25,9 +25,9 @@ struct ServingOptions {
   int num_threads = 0;  // 0: every core
   int32_t max_batch_size = 8;
   int32_t max_queue = 1024;
-  int32_t max_new_tokens_limit = 0;  // 0: the context length
-  int64_t kv_cache_tokens = 0;       // 0: see kv_cache_bytes
-  int64_t kv_cache_bytes = 0;        // used when kv_cache_tokens is 0; 0: see the fraction
+  int32_t max_new_tokens_limit = 0;     // 0: the context length
+  int64_t kv_cache_tokens = 0;          // 0: see kv_cache_bytes
+  int64_t kv_cache_bytes = 0;           // used when kv_cache_tokens is 0; 0: see the fraction
   double kv_cache_memory_fraction = 0;  // of MemAvailable after loading; 0: max_batch_size full contexts
   int32_t kv_block_size = 16;
   int32_t max_step_tokens = 512;
@@ -37,7 +37,7 @@ struct ServingOptions {
   int64_t max_context = 0;
   // Lets a plain RoPE model serve past max_position_embeddings (warned).
   bool allow_context_extension = false;
-  QuantOptions quant;  // default int4, group 128
+  QuantOptions quant;                                         // default int4, group 128
   std::vector<std::pair<std::string, std::string>> adapters;  // NAME, DIR
   AdapterLimits adapter_limits;
   // A failed adapter is logged and requests for it get its error; with this
@@ -56,8 +56,8 @@ struct ServingStack {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<AdapterRegistry> adapters;  // start-up adapters (--adapter)
-  std::unique_ptr<AdapterStore> store;       // null without data_dir
-  std::unique_ptr<AdapterCache> cache;       // start-up adapters are permanent entries keyed by name
+  std::unique_ptr<AdapterStore> store;        // null without data_dir
+  std::unique_ptr<AdapterCache> cache;        // start-up adapters are permanent entries keyed by name
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)
   int32_t context_length = 0;

@@ -32,8 +32,8 @@ absl::StatusOr<Reference> ParseReference(const std::string& reference) {
 }
 
 absl::Status NotFound(const std::string& reference) {
-  return absl::NotFoundError(absl::StrCat("adapter '", reference,
-                                          "' not found; `tessera adapters list` shows the adapters you manage"));
+  return absl::NotFoundError(absl::StrCat(
+      "adapter '", reference, "' not found; `tessera adapters list` shows the adapters you manage"));
 }
 
 v1::AdapterState ToProto(AdapterCache::State s) {
@@ -86,12 +86,13 @@ absl::Status AdapterCatalog::UnknownForUse(const std::string& reference) const {
   for (const auto& a : stack_->adapters->all()) names.push_back(a->name);
   std::sort(names.begin(), names.end());
   return absl::NotFoundError(absl::StrCat(
-      "adapter '", reference, "' is not loaded on this server (loaded: ",
-      names.empty() ? "none" : absl::StrJoin(names, ", "),
+      "adapter '", reference,
+      "' is not loaded on this server (loaded: ", names.empty() ? "none" : absl::StrJoin(names, ", "),
       "; `tessera adapters list` shows uploaded adapters); omit the adapter to use the base model"));
 }
 
-absl::StatusOr<StoredAdapter> AdapterCatalog::FindForManage(const Tenant& tenant, const std::string& reference,
+absl::StatusOr<StoredAdapter> AdapterCatalog::FindForManage(const Tenant& tenant,
+                                                            const std::string& reference,
                                                             const char* verb) const {
   TESSERA_RETURN_IF_ERROR(RequireStore());
   TESSERA_ASSIGN_OR_RETURN(Reference ref, ParseReference(reference));
@@ -100,8 +101,8 @@ absl::StatusOr<StoredAdapter> AdapterCatalog::FindForManage(const Tenant& tenant
   if (!e) return NotFound(reference);
   if (owner == tenant.id || tenant.admin()) return *e;
   if (!e->shared) return NotFound(reference);
-  return absl::PermissionDeniedError(absl::StrCat("adapter '", e->reference(), "' is shared by tenant '", owner,
-                                                  "' for use only; only its owner may ", verb, " it"));
+  return absl::PermissionDeniedError(absl::StrCat("adapter '", e->reference(), "' is shared by tenant '",
+                                                  owner, "' for use only; only its owner may ", verb, " it"));
 }
 
 v1::AdapterInfo AdapterCatalog::Describe(const StoredAdapter& e) const {
@@ -134,7 +135,8 @@ std::vector<v1::AdapterInfo> AdapterCatalog::List(const Tenant& tenant) const {
   return out;
 }
 
-absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Get(const Tenant& tenant, const std::string& reference) const {
+absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Get(const Tenant& tenant,
+                                                    const std::string& reference) const {
   TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "inspect"));
   return Describe(e);
 }
@@ -154,8 +156,8 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Prefetch(const Tenant& tenant, c
   return Describe(e);
 }
 
-absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterCatalog::BeginUpload(const Tenant& tenant,
-                                                                          const v1::UploadMetadata& metadata) {
+absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterCatalog::BeginUpload(
+    const Tenant& tenant, const v1::UploadMetadata& metadata) {
   TESSERA_RETURN_IF_ERROR(RequireStore());
   TESSERA_RETURN_IF_ERROR(ValidateName(metadata.name(), "adapter name"));
   if (stack_->store->Find(tenant.id, metadata.name())) {
@@ -202,9 +204,9 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
                                                    "' adapter"));
   }
   if (a.parameter_bytes > stack_->cache->stats().budget_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "adapter needs ", a.parameter_bytes >> 20, " MiB resident but the adapter cache holds ",
-        stack_->cache->stats().budget_bytes >> 20, " MiB; it could never be served"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("adapter needs ", a.parameter_bytes >> 20, " MiB resident but the adapter cache holds ",
+                     stack_->cache->stats().budget_bytes >> 20, " MiB; it could never be served"));
   }
   StoredAdapter meta;
   meta.owner = tenant.id;

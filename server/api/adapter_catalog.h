@@ -27,8 +27,8 @@
 namespace tessera {
 
 struct ResolvedAdapter {
-  std::string key;      // AdapterCache key
-  int64_t bytes = 0;    // resident size
+  std::string key;    // AdapterCache key
+  int64_t bytes = 0;  // resident size
 };
 
 class AdapterCatalog {

@@ -64,7 +64,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
   absl::Status Handle() {
     switch (message_.part_case()) {
       case v1::UploadAdapterRequest::kMetadata: {
-        if (upload_ || have_metadata_) return absl::InvalidArgumentError("metadata may only be sent once, first");
+        if (upload_ || have_metadata_)
+          return absl::InvalidArgumentError("metadata may only be sent once, first");
         metadata_ = message_.metadata();
         have_metadata_ = true;
         absl::StatusOr<std::unique_ptr<AdapterUpload>> upload = catalog_->BeginUpload(tenant_, metadata_);
@@ -150,7 +151,8 @@ grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerCo
   if (!tenant.ok()) return Done(context, tenant.status());
   // Blocks this callback thread for the load; loads are bounded by the
   // adapter size cap, and prefetch is an explicit, rare call.
-  absl::StatusOr<v1::AdapterInfo> info = catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context));
+  absl::StatusOr<v1::AdapterInfo> info =
+      catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context));
   if (info.ok()) *response = *std::move(info);
   return Done(context, info.status());
 }

@@ -19,11 +19,12 @@ class AdapterService final : public v1::Adapters::CallbackService {
   AdapterService(const TenantDirectory* tenants, AdapterCatalog* catalog);
 
   grpc::ServerReadReactor<v1::UploadAdapterRequest>* UploadAdapter(grpc::CallbackServerContext* context,
-                                                                    v1::AdapterInfo* response) override;
+                                                                   v1::AdapterInfo* response) override;
   grpc::ServerUnaryReactor* ListAdapters(grpc::CallbackServerContext* context,
                                          const v1::ListAdaptersRequest* request,
                                          v1::ListAdaptersResponse* response) override;
-  grpc::ServerUnaryReactor* GetAdapter(grpc::CallbackServerContext* context, const v1::GetAdapterRequest* request,
+  grpc::ServerUnaryReactor* GetAdapter(grpc::CallbackServerContext* context,
+                                       const v1::GetAdapterRequest* request,
                                        v1::AdapterInfo* response) override;
   grpc::ServerUnaryReactor* DeleteAdapter(grpc::CallbackServerContext* context,
                                           const v1::DeleteAdapterRequest* request,

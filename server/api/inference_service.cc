@@ -149,7 +149,11 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
                                    const TenantDirectory* tenants, const AdapterCatalog* catalog,
                                    v1::ServerInfoResponse info)
-    : scheduler_(scheduler), tokenizer_(tokenizer), tenants_(tenants), catalog_(catalog), info_(std::move(info)) {}
+    : scheduler_(scheduler),
+      tokenizer_(tokenizer),
+      tenants_(tenants),
+      catalog_(catalog),
+      info_(std::move(info)) {}
 
 grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext* context,
                                                      const v1::GenerateRequest* request,

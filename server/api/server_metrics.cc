@@ -10,7 +10,8 @@ namespace {
 
 class CountingInterceptor final : public grpc::experimental::Interceptor {
  public:
-  CountingInterceptor(MetricsRegistry* registry, std::string rpc) : registry_(registry), rpc_(std::move(rpc)) {}
+  CountingInterceptor(MetricsRegistry* registry, std::string rpc)
+      : registry_(registry), rpc_(std::move(rpc)) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -45,15 +46,16 @@ class CountingInterceptorFactory final : public grpc::experimental::ServerInterc
 }  // namespace
 
 ServerMetrics::ServerMetrics()
-    : queue_ms_(registry_.GetHistogram("tessera_queue_time_ms", "Time from submission to admission into the batch",
-                                       LatencyBucketsMs())),
-      ttft_ms_(registry_.GetHistogram("tessera_time_to_first_token_ms", "Time from submission to the first token",
-                                      LatencyBucketsMs())),
-      itl_ms_(registry_.GetHistogram("tessera_inter_token_latency_ms", "Time between consecutive tokens of a request",
-                                     LatencyBucketsMs())),
+    : queue_ms_(registry_.GetHistogram(
+          "tessera_queue_time_ms", "Time from submission to admission into the batch", LatencyBucketsMs())),
+      ttft_ms_(registry_.GetHistogram("tessera_time_to_first_token_ms",
+                                      "Time from submission to the first token", LatencyBucketsMs())),
+      itl_ms_(registry_.GetHistogram("tessera_inter_token_latency_ms",
+                                     "Time between consecutive tokens of a request", LatencyBucketsMs())),
       load_ms_(registry_.GetHistogram("tessera_adapter_load_ms", "Adapter load time (read, verify, convert)",
                                       LatencyBucketsMs())),
-      evictions_(registry_.GetCounter("tessera_adapter_evictions_total", "Adapters evicted from the resident cache")) {
+      evictions_(registry_.GetCounter("tessera_adapter_evictions_total",
+                                      "Adapters evicted from the resident cache")) {
   // Families that exist before their first event, so dashboards see zeros.
   registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "ok"}});
   registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "error"}});
@@ -78,7 +80,9 @@ AdapterCache::Observer ServerMetrics::CacheObserver() {
   AdapterCache::Observer o;
   o.on_load = [this](double ms, bool ok) {
     load_ms_.Observe(ms);
-    registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", ok ? "ok" : "error"}})
+    registry_
+        .GetCounter("tessera_adapter_loads_total", "Adapter loads by result",
+                    {{"result", ok ? "ok" : "error"}})
         .Increment();
   };
   o.on_evict = [this] { evictions_.Increment(); };
@@ -103,7 +107,8 @@ void ServerMetrics::AttachStack(const ServingStack* stack) {
   registry_.AddGaugeCallback("tessera_adapters_stored", "Adapters in the durable store",
                              [store] { return store ? static_cast<double>(store->List().size()) : 0.0; });
   const AdapterCache* cache = stack->cache.get();
-  registry_.AddGaugeCallback("tessera_adapters_resident", "Adapters loaded in memory (start-up ones included)",
+  registry_.AddGaugeCallback("tessera_adapters_resident",
+                             "Adapters loaded in memory (start-up ones included)",
                              [cache] { return cache->stats().resident; });
   registry_.AddGaugeCallback("tessera_adapter_resident_bytes", "Bytes of cached stored adapters",
                              [cache] { return static_cast<double>(cache->stats().resident_bytes); });

@@ -15,20 +15,23 @@ namespace tessera {
 absl::Status ValidateName(std::string_view name, std::string_view what) {
   bool ok = !name.empty() && name.size() <= 64 && name != "." && name != "..";
   for (char ch : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ok = false;
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+      ok = false;
   }
   if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(std::string(what), " '", std::string(name),
-                                                 "' is not valid: use 1 to 64 letters, digits, '.', '_' or '-' (no "
-                                                 "'/', not '.' or '..')"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(std::string(what), " '", std::string(name),
+                   "' is not valid: use 1 to 64 letters, digits, '.', '_' or '-' (no "
+                   "'/', not '.' or '..')"));
 }
 
 absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read tenants file ", path,
-                                            "; pass --tenants FILE (see README) or --insecure-no-auth for a local "
-                                            "demo"));
+    return absl::NotFoundError(
+        absl::StrCat("cannot read tenants file ", path,
+                     "; pass --tenants FILE (see README) or --insecure-no-auth for a local "
+                     "demo"));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -46,8 +49,9 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromJson(const
   }
   if (!j.is_object() || !j.contains("tenants") || !j["tenants"].is_array()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(origin, ": expected {\"tenants\": [{\"id\": ..., \"role\": \"user\"|\"admin\", "
-                             "\"api_key_sha256\": ...}]}"));
+        absl::StrCat(origin,
+                     ": expected {\"tenants\": [{\"id\": ..., \"role\": \"user\"|\"admin\", "
+                     "\"api_key_sha256\": ...}]}"));
   }
   auto dir = std::unique_ptr<TenantDirectory>(new TenantDirectory());
   std::set<std::string> ids;
@@ -56,7 +60,8 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromJson(const
     const std::string where = absl::StrCat(origin, ": tenants[", index++, "]");
     if (!t.is_object() || !t.contains("id") || !t["id"].is_string() || !t.contains("api_key_sha256") ||
         !t["api_key_sha256"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": needs string fields \"id\" and \"api_key_sha256\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": needs string fields \"id\" and \"api_key_sha256\""));
     }
     Tenant tenant;
     tenant.id = t["id"].get<std::string>();
@@ -84,7 +89,8 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromJson(const
     for (char ch : hash) hex = hex && absl::ascii_isxdigit(static_cast<unsigned char>(ch));
     if (!hex) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": api_key_sha256 must be 64 hex digits (e.g. printf %s KEY | sha256sum), not the key itself"));
+          where,
+          ": api_key_sha256 must be 64 hex digits (e.g. printf %s KEY | sha256sum), not the key itself"));
     }
     if (!dir->by_key_hash_.emplace(hash, tenant).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": the same API key is given to two tenants"));
@@ -110,7 +116,8 @@ absl::StatusOr<Tenant> TenantDirectory::Authenticate(std::optional<std::string_v
   }
   if (!authorization) {
     return absl::UnauthenticatedError(
-        "missing API key: send metadata 'authorization: Bearer KEY' (tessera CLI: --api-key or TESSERA_API_KEY)");
+        "missing API key: send metadata 'authorization: Bearer KEY' (tessera CLI: --api-key or "
+        "TESSERA_API_KEY)");
   }
   std::string_view value = *authorization;
   constexpr std::string_view kBearer = "Bearer ";

@@ -90,8 +90,9 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan, AdapterSlots adapters) 
   if (next_row != rows) return absl::InvalidArgumentError("plan sequences do not cover every row");
   for (const AdapterSegment& seg : plan.adapter_segments) {
     if (seg.row_begin < 0 || seg.row_count < 1 || seg.row_begin + seg.row_count > rows) {
-      return absl::InvalidArgumentError(absl::StrCat("adapter segment rows [", seg.row_begin, ", +", seg.row_count,
-                                                     ") fall outside the ", rows, " rows of the step"));
+      return absl::InvalidArgumentError(absl::StrCat("adapter segment rows [", seg.row_begin, ", +",
+                                                     seg.row_count, ") fall outside the ", rows,
+                                                     " rows of the step"));
     }
     const int32_t slots = static_cast<int32_t>(adapters.size());
     if (seg.slot < 0 || seg.slot >= slots || adapters[seg.slot] == nullptr) {
@@ -102,8 +103,8 @@ absl::Status Engine::ValidatePlan(const BatchPlan& plan, AdapterSlots adapters) 
   return absl::OkStatus();
 }
 
-absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const BatchPlan& plan,
-                            int32_t layer, LinearModule module) {
+absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows, float* y,
+                            const BatchPlan& plan, int32_t layer, LinearModule module) {
   LinearArgs a;
   a.x = x;
   a.format = w.format;
@@ -124,13 +125,14 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   for (const AdapterSegment& seg : plan.adapter_segments) {
     const AdapterModule& m = adapters_[seg.slot]->module(layer, module);
     if (m.lora) {
-      lora_segments_.push_back({seg.row_begin, seg.row_count, m.lora->a.data(), m.lora->b.data(), m.lora->rank,
-                                m.lora->scale});
+      lora_segments_.push_back(
+          {seg.row_begin, seg.row_count, m.lora->a.data(), m.lora->b.data(), m.lora->rank, m.lora->scale});
     } else if (m.diablo) {
-      diablo_segments_.push_back(
-          {seg.row_begin, seg.row_count, m.diablo->block.data(), m.diablo->blocks, m.diablo->d1, m.diablo->d2});
+      diablo_segments_.push_back({seg.row_begin, seg.row_count, m.diablo->block.data(), m.diablo->blocks,
+                                  m.diablo->d1, m.diablo->d2});
     } else if (m.road) {
-      road_segments_.push_back({seg.row_begin, seg.row_count, m.road->c.data(), m.road->s.data(), m.road->group});
+      road_segments_.push_back(
+          {seg.row_begin, seg.row_count, m.road->c.data(), m.road->s.data(), m.road->group});
     }
   }
   if (!lora_segments_.empty()) {
@@ -211,7 +213,8 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits, Ada
     TESSERA_RETURN_IF_ERROR(Linear(L.up_proj, h_.data(), rows, up_.data(), plan, l, LinearModule::kUp));
     TESSERA_RETURN_IF_ERROR(
         SwiGluCpu({gate_.data(), up_.data(), gate_.data(), rows * c.intermediate_size}, pool_));
-    TESSERA_RETURN_IF_ERROR(Linear(L.down_proj, gate_.data(), rows, proj_.data(), plan, l, LinearModule::kDown));
+    TESSERA_RETURN_IF_ERROR(
+        Linear(L.down_proj, gate_.data(), rows, proj_.data(), plan, l, LinearModule::kDown));
     TESSERA_RETURN_IF_ERROR(ResidualAddCpu({x_.data(), proj_.data(), rows * hidden}, pool_));
   }
 

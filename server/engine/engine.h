@@ -13,10 +13,10 @@
 #include "absl/status/statusor.h"
 #include "adapters/adapter.h"
 #include "kernels/batch_plan.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/diablo_apply.h"
 #include "kernels/lora_apply.h"
 #include "kernels/road_apply.h"
-#include "kernels/cpu/thread_pool.h"
 #include "server/engine/kv_cache.h"
 #include "server/model/model.h"
 

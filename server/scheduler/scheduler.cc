@@ -179,9 +179,10 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   if (absl::Status s = Validate(params); !s.ok()) return s;
   auto r = std::make_unique<Request>();
   if (!params.adapter_id.empty() && !adapters_) {
-    return absl::NotFoundError(absl::StrCat("adapter '", params.adapter_id,
-                                            "' is not loaded on this server (no adapters are loaded); omit the "
-                                            "adapter to use the base model"));
+    return absl::NotFoundError(
+        absl::StrCat("adapter '", params.adapter_id,
+                     "' is not loaded on this server (no adapters are loaded); omit the "
+                     "adapter to use the base model"));
   }
   const int32_t prompt = static_cast<int32_t>(params.prompt_ids.size());
   r->max_new = std::min(params.max_new_tokens, context_length_ - prompt);
@@ -303,9 +304,10 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     // new to the counters starts at the current minimum.
     double floor = 0;
     if (!served_tokens_.empty()) {
-      floor = std::min_element(served_tokens_.begin(), served_tokens_.end(), [](const auto& a, const auto& b) {
-                return a.second < b.second;
-              })->second;
+      floor =
+          std::min_element(served_tokens_.begin(), served_tokens_.end(), [](const auto& a, const auto& b) {
+            return a.second < b.second;
+          })->second;
     }
     auto [served, inserted] = served_tokens_.try_emplace(r.params.tenant, floor);
     served->second += static_cast<double>(r.replay.size()) + r.max_new;
@@ -388,7 +390,8 @@ void Scheduler::AssignPrefillChunks() {
       --budget;  // one decode row
     }
   }
-  std::sort(prefilling.begin(), prefilling.end(), [](Request* a, Request* b) { return a->arrival < b->arrival; });
+  std::sort(prefilling.begin(), prefilling.end(),
+            [](Request* a, Request* b) { return a->arrival < b->arrival; });
   for (Request* r : prefilling) {
     const int64_t remaining = static_cast<int64_t>(r->replay.size()) - r->prompt_done;
     r->chunk = static_cast<int32_t>(std::clamp<int64_t>(budget, 0, remaining));
@@ -407,7 +410,8 @@ bool Scheduler::GrowBlocks() {
     if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
     const int32_t rows = r->prefilling() ? r->chunk : 1;
     if (rows == 0) continue;
-    const int32_t need = kv.BlocksFor(static_cast<int64_t>(r->kv_len) + rows) - static_cast<int32_t>(r->blocks.size());
+    const int32_t need =
+        kv.BlocksFor(static_cast<int64_t>(r->kv_len) + rows) - static_cast<int32_t>(r->blocks.size());
     while (need > kv.free_blocks()) {
       // Preempt by recompute: the youngest running request gives its blocks
       // back and returns to the queue to prefill prompt + generated again.
@@ -493,7 +497,8 @@ void Scheduler::RunStep() {
     sp.block_table = r->blocks;
     if (r->prefilling()) {
       const auto& ids = r->replay;
-      plan.token_ids.insert(plan.token_ids.end(), ids.begin() + r->prompt_done, ids.begin() + r->prompt_done + r->chunk);
+      plan.token_ids.insert(plan.token_ids.end(), ids.begin() + r->prompt_done,
+                            ids.begin() + r->prompt_done + r->chunk);
       for (int32_t i = 0; i < r->chunk; ++i) plan.positions.push_back(r->kv_len + i);
       sp.query_len = r->chunk;
       sp.needs_logits = r->prompt_done + r->chunk == static_cast<int32_t>(ids.size());

@@ -22,9 +22,9 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <string>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -75,8 +75,8 @@ class Scheduler {
   // engine, tokenizer, adapters (nullable) and observer's functions must
   // outlive the scheduler. eos_ids end generation unless a request sets
   // ignore_eos.
-  Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids, SchedulerOptions options,
-            AdapterCache* adapters = nullptr);
+  Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
+            SchedulerOptions options, AdapterCache* adapters = nullptr);
   ~Scheduler();  // Stop()
 
   void Start();
@@ -117,7 +117,8 @@ class Scheduler {
     std::function<void(const std::string& tenant, double queue_ms)> on_admit;
     std::function<void(const std::string& tenant, double ttft_ms)> on_first_token;
     std::function<void(double inter_token_ms)> on_token;
-    std::function<void(const std::string& tenant, int32_t prompt_tokens, int32_t completion_tokens)> on_finish;
+    std::function<void(const std::string& tenant, int32_t prompt_tokens, int32_t completion_tokens)>
+        on_finish;
   };
   void SetObserver(Observer observer);  // before Start()
 
@@ -157,8 +158,8 @@ class Scheduler {
   std::shared_ptr<RequestHandle::Wake> wake_;  // mutex, condvar and the queue
   std::thread thread_;
   std::atomic<bool> admitting_{true};
-  uint64_t next_arrival_ = 0;  // guarded by wake_->mu
-  uint64_t seen_events_ = 0;   // guarded by wake_->mu
+  uint64_t next_arrival_ = 0;    // guarded by wake_->mu
+  uint64_t seen_events_ = 0;     // guarded by wake_->mu
   bool retry_admission_ = true;  // a request finished since the last admission pass
 
   // Owned by the scheduler thread.

@@ -29,7 +29,9 @@ using testing::PromptIds;
 // The fixture adapters; each has greedy references under its own name.
 const char* const kKinds[] = {"lora", "lora2", "road", "diablo", "seal"};
 
-std::string FixtureAdapterDir(const std::string& kind) { return testing::TinyLlamaDir() + "/adapters/" + kind; }
+std::string FixtureAdapterDir(const std::string& kind) {
+  return testing::TinyLlamaDir() + "/adapters/" + kind;
+}
 
 std::vector<int32_t> Ids(const google::protobuf::RepeatedField<int32_t>& f) { return {f.begin(), f.end()}; }
 
@@ -83,11 +85,13 @@ bool WaitMetric(const testing::ServerProcess& server, const std::string& name, d
 std::vector<std::string> StoreEntries(const std::string& data_dir, const std::string& sub) {
   std::vector<std::string> out;
   if (!fs::exists(data_dir + "/" + sub)) return out;
-  for (const auto& e : fs::directory_iterator(data_dir + "/" + sub)) out.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(data_dir + "/" + sub))
+    out.push_back(e.path().filename().string());
   return out;
 }
 
-std::unique_ptr<TesseraClient> ConnectOrDie(const testing::ServerProcess& server, const std::string& key = "") {
+std::unique_ptr<TesseraClient> ConnectOrDie(const testing::ServerProcess& server,
+                                            const std::string& key = "") {
   auto c = TesseraClient::Connect(server.address(), absl::Seconds(10), key);
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *std::move(c) : nullptr;
@@ -99,9 +103,9 @@ class AdapterServingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     data_ = new testing::TempDir();
-    server_ = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
-                                            {"--data-dir", data_->path(), "--max-batch-size", "16",
-                                             "--max-upload-mb", "1"})
+    server_ = testing::ServerProcess::Start(
+                  testing::TinyLlamaModelDir(),
+                  {"--data-dir", data_->path(), "--max-batch-size", "16", "--max-upload-mb", "1"})
                   .release();
     ASSERT_NE(server_, nullptr);
     client_ = ConnectOrDie(*server_).release();
@@ -180,7 +184,8 @@ TEST_F(AdapterServingTest, SixtyFourConcurrentStreamsOverEightAdaptersMatchTheir
     const int p = i % 6;
     const std::string variant = i % 9 == 8 ? "base" : names_[i % 9].second;
     ASSERT_TRUE(outcomes[i].status.ok()) << i << ": " << outcomes[i].status;
-    EXPECT_EQ(outcomes[i].tokens, Greedy(variant, p)) << "stream " << i << " (" << variant << ", prompt " << p << ")";
+    EXPECT_EQ(outcomes[i].tokens, Greedy(variant, p))
+        << "stream " << i << " (" << variant << ", prompt " << p << ")";
   }
 }
 
@@ -215,7 +220,8 @@ TEST_F(AdapterServingTest, MetricsParseAndCountersMove) {
     return testing::SumSeries(after, name, labels) - testing::SumSeries(before, name, labels);
   };
   EXPECT_EQ(delta("tessera_requests_total", {{"rpc", "tessera.v1.Inference/Generate"}, {"code", "OK"}}), 1);
-  EXPECT_EQ(delta("tessera_requests_total", {{"rpc", "tessera.v1.Adapters/GetAdapter"}, {"code", "NOT_FOUND"}}), 1);
+  EXPECT_EQ(
+      delta("tessera_requests_total", {{"rpc", "tessera.v1.Adapters/GetAdapter"}, {"code", "NOT_FOUND"}}), 1);
   EXPECT_EQ(delta("tessera_tokens_total", {{"tenant", "local"}, {"kind", "completion"}}), 4);
   EXPECT_EQ(delta("tessera_tokens_total", {{"tenant", "local"}, {"kind", "prompt"}}), PromptIds(0).size());
   EXPECT_EQ(delta("tessera_time_to_first_token_ms_count", {}), 1);
@@ -334,16 +340,23 @@ TEST_F(AdapterServingTest, MalformedUploadsGetClearErrorsAndLeaveNothingBehind) 
       {"name ..", Upload("..", config, model), absl::StatusCode::kInvalidArgument, "not valid"},
       {"model before config",
        {MetaMsg("bad7"), Chunk("adapter_model.safetensors", model), Chunk("adapter_config.json", config)},
-       absl::StatusCode::kInvalidArgument, "adapter_config.json"},
-      {"unknown file", {MetaMsg("bad8"), Chunk("../../etc/passwd", "x")}, absl::StatusCode::kInvalidArgument,
+       absl::StatusCode::kInvalidArgument,
+       "adapter_config.json"},
+      {"unknown file",
+       {MetaMsg("bad8"), Chunk("../../etc/passwd", "x")},
+       absl::StatusCode::kInvalidArgument,
        "adapter_model.safetensors"},
       {"no metadata", {Chunk("adapter_config.json", config)}, absl::StatusCode::kInvalidArgument, "metadata"},
       {"stream ends before the sha256",
        {MetaMsg("bad9"), Chunk("adapter_config.json", config), Chunk("adapter_model.safetensors", model)},
-       absl::StatusCode::kInvalidArgument, "ended before the final sha256"},
-      {"missing model file", {MetaMsg("bad10"), Chunk("adapter_config.json", config), ShaMsg(Sha256Hex(config))},
-       absl::StatusCode::kInvalidArgument, "needs both"},
-      {"kind mismatch", [&] {
+       absl::StatusCode::kInvalidArgument,
+       "ended before the final sha256"},
+      {"missing model file",
+       {MetaMsg("bad10"), Chunk("adapter_config.json", config), ShaMsg(Sha256Hex(config))},
+       absl::StatusCode::kInvalidArgument,
+       "needs both"},
+      {"kind mismatch",
+       [&] {
          auto m = Upload("bad11", config, model);
          m[0].mutable_metadata()->set_kind("road");
          return m;
@@ -399,7 +412,8 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   // records one queue time). Moving from the queue into the batch keeps it.
   auto arrived = [&] {
     const auto m = Scrape(*server);
-    return testing::SumSeries(m, "tessera_queue_length", {}) + testing::SumSeries(m, "tessera_queue_time_ms_count", {});
+    return testing::SumSeries(m, "tessera_queue_length", {}) +
+           testing::SumSeries(m, "tessera_queue_time_ms_count", {});
   };
   auto wait_arrived = [&](double n) {
     const absl::Time end = absl::Now() + absl::Seconds(10);
@@ -596,8 +610,9 @@ class TenantTest : public ::testing::Test {
                                          Sha256Hex("key-b"), R"(", "max_adapters": 1},
       {"id": "ops", "role": "admin", "api_key_sha256": ")",
                                          Sha256Hex("key-admin"), R"("}]})"));
-    server_ = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
-                                            {"--data-dir", dir_.Join("data"), "--tenants", dir_.Join("tenants.json")});
+    server_ = testing::ServerProcess::Start(
+        testing::TinyLlamaModelDir(),
+        {"--data-dir", dir_.Join("data"), "--tenants", dir_.Join("tenants.json")});
     ASSERT_NE(server_, nullptr);
     a_ = ConnectOrDie(*server_, "key-a");
     b_ = ConnectOrDie(*server_, "key-b");

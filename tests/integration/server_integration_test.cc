@@ -119,8 +119,9 @@ TEST_F(ServerTest, ServerInfoDescribesTheModel) {
   EXPECT_EQ(info->vocab_size(), 512u);
   EXPECT_EQ(info->backend(), "cpu");
   EXPECT_EQ(info->quantization(), "none");
-  EXPECT_EQ(std::vector<std::string>(info->high_precision_weights().begin(), info->high_precision_weights().end()),
-            (std::vector<std::string>{"embed_tokens", "lm_head", "norms"}));
+  EXPECT_EQ(
+      std::vector<std::string>(info->high_precision_weights().begin(), info->high_precision_weights().end()),
+      (std::vector<std::string>{"embed_tokens", "lm_head", "norms"}));
   EXPECT_GT(info->weight_bytes(), 600000u);  // fp32 tiny model: 634 kB of weights
   EXPECT_GE(info->load_peak_rss_bytes(), info->weight_bytes());
   EXPECT_FALSE(info->version().empty());
@@ -278,8 +279,9 @@ TEST(ServerLifecycleTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
 // Bad model folders stop the server at start with a message naming the file
 // and the problem: exit code 1, never a crash.
 void ExpectStartFails(const std::string& model_dir, const std::vector<std::string>& needles) {
-  testing::CommandResult r = testing::RunCommand(
-      {testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model", model_dir, "--listen", "127.0.0.1:0"});
+  testing::CommandResult r =
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
+                           model_dir, "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   for (const std::string& n : needles)
     EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
@@ -363,10 +365,11 @@ class AdapterServerTest : public ::testing::Test {
     bad_dir_ = new testing::TempDir();
     // A broken adapter: bias mode peft allows but Tessera does not serve.
     std::filesystem::copy(testing::TinyLlamaDir() + "/adapters/lora", bad_dir_->Join("bad"));
-    nlohmann::json j = nlohmann::json::parse(testing::ReadFileOrDie(bad_dir_->Join("bad/adapter_config.json")));
+    nlohmann::json j =
+        nlohmann::json::parse(testing::ReadFileOrDie(bad_dir_->Join("bad/adapter_config.json")));
     j["bias"] = "all";
-    std::filesystem::permissions(bad_dir_->Join("bad/adapter_config.json"), std::filesystem::perms::owner_write,
-                                 std::filesystem::perm_options::add);
+    std::filesystem::permissions(bad_dir_->Join("bad/adapter_config.json"),
+                                 std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
     testing::WriteFileOrDie(bad_dir_->Join("bad/adapter_config.json"), j.dump());
     std::vector<std::string> flags;
     for (const char* a : {"lora", "lora2", "road", "diablo", "seal"}) {
@@ -439,7 +442,8 @@ TEST_F(AdapterServerTest, BadAndUnknownAdaptersGetClearStatuses) {
 }
 
 TEST(ContextLimitTest, RopeIdServesBeyondTheTrainingLength) {
-  auto server = testing::ServerProcess::Start(testing::TinyLlamaDir() + "/model-ropeid", {"--max-step-tokens", "200"});
+  auto server =
+      testing::ServerProcess::Start(testing::TinyLlamaDir() + "/model-ropeid", {"--max-step-tokens", "200"});
   ASSERT_NE(server, nullptr);
   auto client = TesseraClient::Connect(server->address());
   ASSERT_TRUE(client.ok());
@@ -461,16 +465,18 @@ TEST(ContextLimitTest, RopeIdServesBeyondTheTrainingLength) {
   for (int i = 0; i < 2100; ++i) req.mutable_token_ids()->add_ids(100);
   auto over = (*client)->Generate(req);
   EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(over.status().message().find("prompt has 2100 tokens but the context limit is 2048"), std::string::npos)
+  EXPECT_NE(over.status().message().find("prompt has 2100 tokens but the context limit is 2048"),
+            std::string::npos)
       << over.status();
 }
 
 TEST(ContextLimitTest, PlainRopeNeedsExplicitExtension) {
-  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
-                                                  testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0",
-                                                  "--max-context", "1024"});
+  testing::CommandResult r =
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
+                           testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0", "--max-context", "1024"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("--max-context 1024 exceeds max_position_embeddings 256"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--max-context 1024 exceeds max_position_embeddings 256"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("--allow-context-extension"), std::string::npos) << r.output;
 
   auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
@@ -498,8 +504,12 @@ TEST(BadFlagsTest, QuantizationFlags) {
            {{"--quantize", "int3"}, "unknown --quantize value 'int3' (use int4, int8 or none)"},
            {{"--quant-group-size", "12"}, "--quant-group-size must be a positive multiple of 8"},
            {{"--quant-group-size", "0"}, "--quant-group-size must be a positive multiple of 8"}}) {
-    std::vector<std::string> argv = {testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
-                                     testing::TinyLlamaModelDir(), "--listen", "127.0.0.1:0"};
+    std::vector<std::string> argv = {testing::BinaryPath("server/tessera-server"),
+                                     "--insecure-no-auth",
+                                     "--model",
+                                     testing::TinyLlamaModelDir(),
+                                     "--listen",
+                                     "127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     testing::CommandResult r = testing::RunCommand(argv);
     EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -515,8 +525,9 @@ TEST(BadModelFolderTest, CorruptPrequantizedCheckpoint) {
   ASSERT_EQ(q.exit_code, 0) << q.output;
   const std::string w = testing::ReadFileOrDie(out + "/model.safetensors");
   testing::WriteFileOrDie(out + "/model.safetensors", w.substr(0, w.size() / 3));
-  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model", out,
-                                                  "--listen", "127.0.0.1:0", "--quantize", "int4"});
+  testing::CommandResult r =
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model", out,
+                           "--listen", "127.0.0.1:0", "--quantize", "int4"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(out + "/model.safetensors"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("past the end of the data"), std::string::npos) << r.output;

@@ -136,7 +136,8 @@ TEST(CliTest, AdapterCommandsWithAnApiKey) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(json::parse(r.output)["rank"], 8);
 
-  r = RunCommand({cli, "adapters", "upload", adapter_dir, "--name", "support", "--server", server->address()});
+  r = RunCommand(
+      {cli, "adapters", "upload", adapter_dir, "--name", "support", "--server", server->address()});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("ALREADY_EXISTS"), std::string::npos) << r.output;
 
@@ -146,7 +147,8 @@ TEST(CliTest, AdapterCommandsWithAnApiKey) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("NOT_FOUND"), std::string::npos) << r.output;
 
-  r = RunCommand({cli, "adapters", "upload", dir.Join("missing"), "--name", "x", "--server", server->address()});
+  r = RunCommand(
+      {cli, "adapters", "upload", dir.Join("missing"), "--name", "x", "--server", server->address()});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(dir.Join("missing")), std::string::npos) << r.output;
   unsetenv("TESSERA_API_KEY");
@@ -219,17 +221,27 @@ TEST(BatchTest, AdaptersPerLine) {
     int n = 0;
     for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
       for (int p : {0, 4}) {
-        in << json({{"id", n++}, {"prompt_ids", PromptIds(p)}, {"adapter", a}, {"max_new_tokens", 16},
+        in << json({{"id", n++},
+                    {"prompt_ids", PromptIds(p)},
+                    {"adapter", a},
+                    {"max_new_tokens", 16},
                     {"ignore_eos", true}})
                   .dump()
            << "\n";
       }
     }
-    in << json({{"id", n}, {"prompt_ids", PromptIds(1)}, {"max_new_tokens", 16}, {"ignore_eos", true}}).dump() << "\n";
+    in << json({{"id", n}, {"prompt_ids", PromptIds(1)}, {"max_new_tokens", 16}, {"ignore_eos", true}}).dump()
+       << "\n";
   }
-  std::vector<std::string> argv = {BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(),
-                                   "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"),
-                                   "--quantize", "none"};
+  std::vector<std::string> argv = {BinaryPath("server/tessera-batch"),
+                                   "--model",
+                                   testing::TinyLlamaModelDir(),
+                                   "--input",
+                                   dir.Join("in.jsonl"),
+                                   "--output",
+                                   dir.Join("out.jsonl"),
+                                   "--quantize",
+                                   "none"};
   for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
     argv.push_back("--adapter");
     argv.push_back(std::string(a) + "=" + testing::TinyLlamaDir() + "/adapters/" + a);
@@ -240,7 +252,8 @@ TEST(BatchTest, AdaptersPerLine) {
   ASSERT_EQ(out.size(), 11u);
   int n = 0;
   for (const char* a : {"lora", "road", "diablo", "seal", "lora2"}) {
-    for (int p : {0, 4}) EXPECT_EQ(out[n++]["token_ids"].get<std::vector<int32_t>>(), Greedy(a, p)) << a << " " << p;
+    for (int p : {0, 4})
+      EXPECT_EQ(out[n++]["token_ids"].get<std::vector<int32_t>>(), Greedy(a, p)) << a << " " << p;
   }
   EXPECT_EQ(out[10]["token_ids"].get<std::vector<int32_t>>(), Greedy("base", 1));
 
@@ -259,20 +272,23 @@ TEST(BatchTest, AdaptersPerLine) {
 TEST(LongContextTest, RopeIdRequestBeyondTheTrainingLengthThroughTheBatchTool) {
   testing::TempDir dir;
   const auto& long_case = testing::Expected()["rope_id"]["long"];
-  testing::WriteFileOrDie(dir.Join("in.jsonl"), json({{"id", "long"}, {"prompt_ids", long_case["ids"]},
-                                                      {"max_new_tokens", 16}, {"ignore_eos", true},
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), json({{"id", "long"},
+                                                      {"prompt_ids", long_case["ids"]},
+                                                      {"max_new_tokens", 16},
+                                                      {"ignore_eos", true},
                                                       {"return_logits", "last"}})
-                                                    .dump() +
+                                                        .dump() +
                                                     "\n");
   // A small step budget: the 598-token prompt is prefilled in 5 chunks.
-  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaDir() + "/model-ropeid",
-                       "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--quantize", "none",
-                       "--max-step-tokens", "128"});
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model",
+                       testing::TinyLlamaDir() + "/model-ropeid", "--input", dir.Join("in.jsonl"), "--output",
+                       dir.Join("out.jsonl"), "--quantize", "none", "--max-step-tokens", "128"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0]["token_ids"], long_case["greedy"]);
-  EXPECT_LE(testing::MaxAbsDiff(out[0]["last_logits"].get<std::vector<float>>(), testing::ExpectedTensor("ropeid_long/0")),
+  EXPECT_LE(testing::MaxAbsDiff(out[0]["last_logits"].get<std::vector<float>>(),
+                                testing::ExpectedTensor("ropeid_long/0")),
             1e-4f);
 }
 
@@ -283,13 +299,15 @@ TEST(LongContextTest, ThirtyTwoThousandTokenPromptMemory) {
   testing::TempDir dir;
   std::vector<int32_t> ids(32768);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = 4 + static_cast<int32_t>((i * 2654435761u) % 508);
-  testing::WriteFileOrDie(dir.Join("in.jsonl"),
-                          json({{"prompt_ids", ids}, {"max_new_tokens", 4}, {"ignore_eos", true}}).dump() + "\n");
+  testing::WriteFileOrDie(
+      dir.Join("in.jsonl"),
+      json({{"prompt_ids", ids}, {"max_new_tokens", 4}, {"ignore_eos", true}}).dump() + "\n");
   const int64_t context = 32768 + 4;
-  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaDir() + "/model-ropeid",
-                       "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--quantize", "none",
-                       "--max-batch-size", "1", "--max-context", std::to_string(context)},
-                      absl::Seconds(300));
+  auto r =
+      RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaDir() + "/model-ropeid",
+                  "--input", dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl"), "--quantize", "none",
+                  "--max-batch-size", "1", "--max-context", std::to_string(context)},
+                 absl::Seconds(300));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
   ASSERT_EQ(out.size(), 1u);
@@ -311,18 +329,19 @@ TEST(LongContextTest, ThirtyTwoThousandTokenPromptMemory) {
 TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
   testing::TempDir dir;
   const std::string out = dir.Join("tiny-int4");
-  auto q = RunCommand({BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(), "--output", out,
-                       "--quantize", "int4", "--quant-group-size", "32"});
+  auto q = RunCommand({BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(),
+                       "--output", out, "--quantize", "int4", "--quant-group-size", "32"});
   ASSERT_EQ(q.exit_code, 0) << q.output;
-  auto again = RunCommand({BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(),
-                           "--output", out});
+  auto again = RunCommand(
+      {BinaryPath("server/tessera-quantize"), "--model", testing::TinyLlamaModelDir(), "--output", out});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.output.find("already exists"), std::string::npos) << again.output;
 
   {
     std::ofstream in(dir.Join("in.jsonl"));
     for (int p = 0; p < 6; ++p) {
-      in << json({{"id", p}, {"prompt_ids", PromptIds(p)}, {"max_new_tokens", 16}, {"ignore_eos", true}}).dump()
+      in << json({{"id", p}, {"prompt_ids", PromptIds(p)}, {"max_new_tokens", 16}, {"ignore_eos", true}})
+                .dump()
          << "\n";
     }
   }
@@ -331,11 +350,12 @@ TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<json> lines = ReadJsonLines(dir.Join("out.jsonl"));
   ASSERT_EQ(lines.size(), 6u);
-  for (int p = 0; p < 6; ++p) EXPECT_EQ(lines[p]["token_ids"].get<std::vector<int32_t>>(), Greedy("quant_int4", p));
+  for (int p = 0; p < 6; ++p)
+    EXPECT_EQ(lines[p]["token_ids"].get<std::vector<int32_t>>(), Greedy("quant_int4", p));
 
   // The default --quant-group-size (128) does not match: a clear error.
-  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", out, "--input", dir.Join("in.jsonl"), "--output",
-                  dir.Join("out2.jsonl")});
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", out, "--input", dir.Join("in.jsonl"),
+                  "--output", dir.Join("out2.jsonl")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("pass --quantize int4 --quant-group-size 32"), std::string::npos) << r.output;
 }

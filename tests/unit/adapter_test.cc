@@ -36,7 +36,8 @@ std::unique_ptr<Model> LoadBase(WeightFormat format = WeightFormat::kF32, int32_
 std::unique_ptr<Model> DequantizedReference(WeightFormat format, int32_t group) {
   auto model = LoadBase();
   for (LayerWeights& L : model->layers) {
-    for (LinearWeights* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
+    for (LinearWeights* w :
+         {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
       const int64_t groups = (w->in + group - 1) / group;
       std::vector<uint8_t> q(w->in);
       std::vector<float> scales(groups);
@@ -79,7 +80,8 @@ class AdapterTest : public ::testing::Test {
   static int32_t Slot(const std::string& name) { return name.empty() ? -1 : *registry_->Resolve(name); }
 
   // Prompt p with adapter (or none): last-position logits and 16 greedy tokens.
-  static std::pair<std::vector<float>, std::vector<int32_t>> Run(Engine& engine, int p, const std::string& adapter) {
+  static std::pair<std::vector<float>, std::vector<int32_t>> Run(Engine& engine, int p,
+                                                                 const std::string& adapter) {
     std::vector<int32_t> blocks = *engine.kv_cache().Allocate(engine.kv_cache().BlocksFor(64));
     std::vector<float> logits, first;
     std::vector<int32_t> greedy;
@@ -161,7 +163,8 @@ TEST_F(AdapterTest, MixedBatchIsOneStepAndEveryRowMatchesItsSingleRequest) {
   ASSERT_TRUE(engine->Step(plan, &logits, registry_->Slots()).ok());
   for (size_t r = 0; r < rows.size(); ++r) {
     std::vector<float> row(logits.begin() + r * 512, logits.begin() + (r + 1) * 512);
-    EXPECT_LE(MaxAbsDiff(row, ExpectedTensor(rows[r]["logits_key"].get<std::string>())), 1e-4f) << "row " << r;
+    EXPECT_LE(MaxAbsDiff(row, ExpectedTensor(rows[r]["logits_key"].get<std::string>())), 1e-4f)
+        << "row " << r;
     EXPECT_EQ(ArgMax(row.data(), 512), rows[r]["argmax"].get<int32_t>()) << "row " << r;
   }
 }
@@ -182,8 +185,8 @@ TEST_F(AdapterTest, QuantizedBaseAgreesWithTheDequantizedReference) {
     }
     // Sanity: the reference helper reproduces HF's quantized logits.
     auto [base_logits, base_greedy] = Run(*r_engine, 3, "");
-    EXPECT_LE(MaxAbsDiff(base_logits, ExpectedTensor(std::string(format == WeightFormat::kInt8 ? "quant_int8/3"
-                                                                                                : "quant_int4/3"))),
+    EXPECT_LE(MaxAbsDiff(base_logits, ExpectedTensor(std::string(
+                                          format == WeightFormat::kInt8 ? "quant_int8/3" : "quant_int4/3"))),
               1e-4f);
   }
 }
@@ -205,14 +208,17 @@ void EditConfig(const std::string& dir, const std::function<void(nlohmann::json&
 }
 
 // Rewrites adapter_model.safetensors through edit(name, view) -> replacement.
-void EditTensors(const std::string& dir,
-                 const std::function<std::optional<TensorToWrite>(const std::string&, const TensorView&)>& edit) {
+void EditTensors(
+    const std::string& dir,
+    const std::function<std::optional<TensorToWrite>(const std::string&, const TensorView&)>& edit) {
   std::vector<TensorToWrite> out;
   {
     auto f = *SafetensorsFile::Open(dir + "/adapter_model.safetensors");
     for (const auto& [name, view] : f->tensors()) {
       std::optional<TensorToWrite> t = edit(name, view);
-      if (!t) t = TensorToWrite{name, view.dtype, view.shape, std::vector<uint8_t>(view.data, view.data + view.nbytes)};
+      if (!t)
+        t = TensorToWrite{name, view.dtype, view.shape,
+                          std::vector<uint8_t>(view.data, view.data + view.nbytes)};
       out.push_back(*std::move(t));
     }
   }
@@ -245,7 +251,8 @@ TEST(AdapterConfigTest, PatternsRsloraAndRegexTargets) {
   // A rank_pattern that disagrees with the stored tensors is a shape error.
   EditConfig(dir.path(), [](nlohmann::json& j) { j["rank_pattern"] = {{"v_proj", 4}}; });
   std::string msg = LoadError(dir.path());
-  EXPECT_NE(msg.find("self_attn.v_proj.lora_A.weight has shape [8, 64], expected [4, 64]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("self_attn.v_proj.lora_A.weight has shape [8, 64], expected [4, 64]"), std::string::npos)
+      << msg;
 
   // A regex that does not name a module with weights.
   EditConfig(dir.path(), [](nlohmann::json& j) {
@@ -314,7 +321,8 @@ TEST(BadAdapterTest, EachGivesAClearError) {
     return t;
   });
   msg = LoadError(d);
-  EXPECT_NE(msg.find("model.layers.1.self_attn.k_proj.road_theta holds nan at index 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model.layers.1.self_attn.k_proj.road_theta holds nan at index 3"), std::string::npos)
+      << msg;
 
   // Rank over the limit.
   CopyAdapter("lora2", d);
@@ -364,7 +372,8 @@ TEST(AdapterRegistryTest, FailedAdaptersAreReportedAndOthersServe) {
   EditConfig(dir.Join("bad"), [](nlohmann::json& j) { j["bias"] = "lora_only"; });
   EXPECT_TRUE(registry.Load("good", AdapterDir("lora"), base->config, {}).ok());
   EXPECT_FALSE(registry.Load("bad", dir.Join("bad"), base->config, {}).ok());
-  EXPECT_EQ(registry.Load("good", AdapterDir("road"), base->config, {}).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(registry.Load("good", AdapterDir("road"), base->config, {}).code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(*registry.Resolve("good"), 0);
   auto bad = registry.Resolve("bad");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);

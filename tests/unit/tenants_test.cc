@@ -7,7 +7,8 @@ namespace tessera {
 namespace {
 
 std::string Entry(const std::string& id, const std::string& role, const std::string& key) {
-  return "{\"id\": \"" + id + "\", \"role\": \"" + role + "\", \"api_key_sha256\": \"" + Sha256Hex(key) + "\"}";
+  return "{\"id\": \"" + id + "\", \"role\": \"" + role + "\", \"api_key_sha256\": \"" + Sha256Hex(key) +
+         "\"}";
 }
 
 TEST(TenantDirectoryTest, AuthenticatesBearerKeysByTheirHash) {
@@ -19,8 +20,9 @@ TEST(TenantDirectoryTest, AuthenticatesBearerKeysByTheirHash) {
   EXPECT_EQ(acme->id, "acme");
   EXPECT_FALSE(acme->admin());
   EXPECT_TRUE((*dir)->Authenticate("bearer k2")->admin());
-  for (auto header : {std::optional<std::string_view>(), std::optional<std::string_view>("k1"),
-                      std::optional<std::string_view>("Bearer "), std::optional<std::string_view>("Bearer k3")}) {
+  for (auto header :
+       {std::optional<std::string_view>(), std::optional<std::string_view>("k1"),
+        std::optional<std::string_view>("Bearer "), std::optional<std::string_view>("Bearer k3")}) {
     EXPECT_EQ((*dir)->Authenticate(header).status().code(), absl::StatusCode::kUnauthenticated);
   }
   EXPECT_NE((*dir)->Authenticate(std::nullopt).status().message().find("authorization: Bearer KEY"),
@@ -28,10 +30,10 @@ TEST(TenantDirectoryTest, AuthenticatesBearerKeysByTheirHash) {
 }
 
 TEST(TenantDirectoryTest, QuotasDefaultAndParse) {
-  auto dir = TenantDirectory::FromJson(
-      "{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": \"" + Sha256Hex("k") +
-          "\", \"max_adapters\": 3, \"max_adapter_bytes\": 1000}]}",
-      "t.json");
+  auto dir =
+      TenantDirectory::FromJson("{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": \"" + Sha256Hex("k") +
+                                    "\", \"max_adapters\": 3, \"max_adapter_bytes\": 1000}]}",
+                                "t.json");
   ASSERT_TRUE(dir.ok()) << dir.status();
   auto t = (*dir)->Authenticate("Bearer k");
   EXPECT_EQ(t->max_adapters, 3);
@@ -48,11 +50,13 @@ TEST(TenantDirectoryTest, RejectsMistakesWithTheirLocation) {
            {"not json", "t.json: not valid JSON"},
            {"{\"tenant\": []}", "expected {\"tenants\""},
            {"{\"tenants\": [{\"id\": \"a\"}]}", "tenants[0]: needs string fields"},
-           {"{\"tenants\": [{\"id\": \"a/b\", \"api_key_sha256\": \"" + h + "\"}]}", "tenant id 'a/b' is not valid"},
+           {"{\"tenants\": [{\"id\": \"a/b\", \"api_key_sha256\": \"" + h + "\"}]}",
+            "tenant id 'a/b' is not valid"},
            {"{\"tenants\": [{\"id\": \"a\", \"role\": \"root\", \"api_key_sha256\": \"" + h + "\"}]}",
             "role must be \"user\" or \"admin\""},
            {"{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": \"secret\"}]}", "64 hex digits"},
-           {"{\"tenants\": [" + Entry("a", "user", "k") + ", " + Entry("a", "user", "j") + "]}", "appears twice"},
+           {"{\"tenants\": [" + Entry("a", "user", "k") + ", " + Entry("a", "user", "j") + "]}",
+            "appears twice"},
            {"{\"tenants\": [" + Entry("a", "user", "k") + ", " + Entry("b", "user", "k") + "]}",
             "same API key"},
        }) {
@@ -60,7 +64,8 @@ TEST(TenantDirectoryTest, RejectsMistakesWithTheirLocation) {
     EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
     EXPECT_NE(dir.status().message().find(c.message), std::string::npos) << dir.status();
   }
-  EXPECT_EQ(TenantDirectory::FromFile("/nonexistent/tenants.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(TenantDirectory::FromFile("/nonexistent/tenants.json").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(TenantDirectoryTest, InsecureModeMakesEveryCallerTheLocalAdmin) {
