@@ -399,6 +399,10 @@ class Loader {
 
 }  // namespace
 
+std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModule m) {
+  return ModuleShape(base, m);
+}
+
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
                                                            const ModelConfig& base, const AdapterLimits& limits) {
   return Loader(name, dir, base, limits).Load();

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,8 @@ const char* AdapterKindName(AdapterKind kind);  // "lora", "road", "diablo"
 enum class LinearModule { kQ, kK, kV, kO, kGate, kUp, kDown };
 inline constexpr int kNumLinearModules = 7;
 const char* LinearModuleName(LinearModule m);  // "self_attn.q_proj", ...
+// [out, in] of a base linear layer.
+std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModule m);
 
 struct LoraModule {
   int32_t rank = 0;
