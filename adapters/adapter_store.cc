@@ -173,7 +173,8 @@ json ToJson(const StoredAdapter& e) {
               {"model_bytes", e.model_bytes},
               {"resident_bytes", e.resident_bytes},
               {"rank", e.rank},
-              {"created_unix_ms", e.created_unix_ms}};
+              {"created_unix_ms", e.created_unix_ms},
+              {"watermark_flag", e.watermark_flag}};
 }
 
 // Parses one manifest entry; InvalidArgument saying which field is wrong.
@@ -202,6 +203,7 @@ absl::StatusOr<StoredAdapter> FromJson(const json& j) {
   TESSERA_RETURN_IF_ERROR(get("resident_bytes", &e.resident_bytes));
   TESSERA_RETURN_IF_ERROR(get("rank", &e.rank));
   TESSERA_RETURN_IF_ERROR(get("created_unix_ms", &e.created_unix_ms));
+  e.watermark_flag = j.value("watermark_flag", std::string());  // optional: added after version 1
   if (!IsPlainName(e.id))
     return absl::InvalidArgumentError(absl::StrCat("id '", e.id, "' is not a plain name"));
   if (e.owner.empty() || e.name.empty()) return absl::InvalidArgumentError("owner or name is empty");

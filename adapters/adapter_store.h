@@ -46,6 +46,9 @@ struct StoredAdapter {
   int64_t resident_bytes = 0;  // Adapter::parameter_bytes when loaded
   int32_t rank = 0;
   int64_t created_unix_ms = 0;
+  // Set when the upload matched another tenant's registered watermark and
+  // --on-watermark-match=flag stored it anyway: why, for admins.
+  std::string watermark_flag;
 
   int64_t stored_bytes() const { return config_bytes + model_bytes; }
   std::string reference() const { return owner + "/" + name; }

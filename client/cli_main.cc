@@ -63,6 +63,11 @@ ABSL_FLAG(bool, shared, false, "adapters upload: let every tenant use the adapte
 ABSL_FLAG(std::string, description, "", "adapters upload: free-text description");
 ABSL_FLAG(std::string, kind, "",
           "adapters upload: expected kind (lora, seal, road, diablo); empty: as adapter_config.json says");
+// watermark
+ABSL_FLAG(std::string, passport, "", "watermark: passport.safetensors (tensor C), as in owner_secret/");
+ABSL_FLAG(std::string, raw_factors, "",
+          "watermark: original_lora.safetensors (raw LoRA factors B, A), as in owner_secret/");
+ABSL_FLAG(std::string, credential, "", "watermark verify: id of a registered credential");
 
 namespace tessera {
 namespace {
@@ -79,6 +84,8 @@ constexpr char kUsage[] =
     "  tessera adapters info REF\n"
     "  tessera adapters rm REF\n"
     "  tessera adapters prefetch REF\n"
+    "  tessera watermark register ID --passport FILE --raw-factors FILE\n"
+    "  tessera watermark verify --adapter REF (--credential ID | --passport FILE --raw-factors FILE)\n"
     "DIR holds adapter_config.json and adapter_model.safetensors. REF is NAME (your own adapter)\n"
     "or OWNER/NAME (another tenant's shared one). --api-key defaults to $TESSERA_API_KEY.";
 
@@ -393,6 +400,72 @@ int AdaptersPrefetch(TesseraClient& client, const std::string& reference) {
   return 0;
 }
 
+int WatermarkRegister(TesseraClient& client, const std::string& id) {
+  absl::StatusOr<v1::WatermarkCredentialFiles> files =
+      TesseraClient::ReadCredentialFiles(absl::GetFlag(FLAGS_passport), absl::GetFlag(FLAGS_raw_factors));
+  if (!files.ok()) return Error(files.status());
+  absl::StatusOr<v1::RegisterWatermarkResponse> r =
+      client.RegisterWatermark(id, *files, Deadline(absl::Minutes(5)));
+  if (!r.ok()) return Error(r.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << ToJson(*r) << std::endl;
+  } else {
+    std::cout << "registered watermark credential " << r->owner() << "/" << r->credential_id() << " (rank "
+              << r->rank() << ", " << r->modules() << " modules)" << std::endl;
+  }
+  return 0;
+}
+
+int WatermarkVerify(TesseraClient& client) {
+  v1::VerifyOwnershipRequest request;
+  request.set_adapter_id(absl::GetFlag(FLAGS_adapter));
+  if (!absl::GetFlag(FLAGS_credential).empty()) {
+    request.set_credential_id(absl::GetFlag(FLAGS_credential));
+  } else {
+    absl::StatusOr<v1::WatermarkCredentialFiles> files =
+        TesseraClient::ReadCredentialFiles(absl::GetFlag(FLAGS_passport), absl::GetFlag(FLAGS_raw_factors));
+    if (!files.ok()) return Error(files.status());
+    *request.mutable_files() = *std::move(files);
+  }
+  absl::StatusOr<v1::VerifyOwnershipResponse> r = client.VerifyOwnership(request, Deadline(absl::Minutes(5)));
+  if (!r.ok()) return Error(r.status());
+  const bool owned = r->verdict() == v1::OWNERSHIP_VERDICT_OWNED;
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::ordered_json j = {{"verdict", owned ? "owned" : "not_owned"},
+                                {"score", r->score()},
+                                {"threshold", r->threshold()},
+                                {"false_positive_rate", r->false_positive_rate()},
+                                {"null",
+                                 {{"trials", r->null_trials()},
+                                  {"mean", r->null_mean()},
+                                  {"std", r->null_std()},
+                                  {"max", r->null_max()}}},
+                                {"layers", nlohmann::ordered_json::array()}};
+    for (const v1::WatermarkModuleStat& m : r->layers()) {
+      j["layers"].push_back({{"layer", m.layer()},
+                             {"module", m.module()},
+                             {"pearson", m.pearson()},
+                             {"sign_agreement", m.sign_agreement()},
+                             {"psnr_db", m.psnr_db()},
+                             {"adapted", m.adapted()}});
+    }
+    if (!r->note().empty()) j["note"] = r->note();
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::cout << (owned ? "owned" : "not owned") << ": score " << absl::StrFormat("%.4f", r->score())
+              << " (threshold " << r->threshold() << ", false-positive rate "
+              << absl::StrFormat("%.3g", r->false_positive_rate()) << " from " << r->null_trials()
+              << " null trials)" << std::endl;
+    for (const v1::WatermarkModuleStat& m : r->layers()) {
+      std::cout << absl::StrFormat("  layer %2u %-16s pearson %7.4f  signs %5.1f%%  PSNR %6.1f dB%s\n",
+                                   m.layer(), m.module(), m.pearson(), 100 * m.sign_agreement(), m.psnr_db(),
+                                   m.adapted() ? "" : "  (not adapted)");
+    }
+    if (!r->note().empty()) std::cout << "  note: " << r->note() << std::endl;
+  }
+  return 0;
+}
+
 int Run(const std::vector<std::string>& args) {
   if (args.empty()) return UsageError("no command given");
   const std::string& command = args[0];
@@ -443,8 +516,31 @@ int Run(const std::vector<std::string>& args) {
       return UsageError(absl::StrCat("unknown adapters subcommand '", sub,
                                      "' (expected upload, list, info, rm or prefetch)"));
     }
+  } else if (command == "watermark") {
+    if (args.size() < 2) return UsageError("watermark needs a subcommand: register or verify");
+    const std::string& sub = args[1];
+    const bool files = !absl::GetFlag(FLAGS_passport).empty() && !absl::GetFlag(FLAGS_raw_factors).empty();
+    if (sub == "register") {
+      if (args.size() != 3) return UsageError("watermark register takes exactly one credential ID");
+      if (!files) return UsageError("watermark register needs --passport FILE and --raw-factors FILE");
+      const std::string id = args[2];
+      action = [id](TesseraClient& c) { return WatermarkRegister(c, id); };
+    } else if (sub == "verify") {
+      if (args.size() != 2)
+        return UsageError(absl::StrCat("unexpected argument '", args[2], "' after 'watermark verify'"));
+      if (absl::GetFlag(FLAGS_adapter).empty()) return UsageError("watermark verify needs --adapter REF");
+      if (absl::GetFlag(FLAGS_credential).empty() == !files) {
+        return UsageError(
+            "watermark verify needs either --credential ID or --passport FILE --raw-factors FILE");
+      }
+      action = WatermarkVerify;
+    } else {
+      return UsageError(
+          absl::StrCat("unknown watermark subcommand '", sub, "' (expected register or verify)"));
+    }
   } else {
-    return UsageError(absl::StrCat("unknown command '", command, "' (expected generate, info or adapters)"));
+    return UsageError(
+        absl::StrCat("unknown command '", command, "' (expected generate, info, adapters or watermark)"));
   }
 
   absl::StatusOr<std::unique_ptr<TesseraClient>> client = TesseraClient::Connect(

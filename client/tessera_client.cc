@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -43,7 +45,8 @@ TesseraClient::TesseraClient(std::shared_ptr<grpc::Channel> channel, std::string
     : channel_(std::move(channel)),
       api_key_(std::move(api_key)),
       inference_(v1::Inference::NewStub(channel_)),
-      adapters_(v1::Adapters::NewStub(channel_)) {}
+      adapters_(v1::Adapters::NewStub(channel_)),
+      ownership_(v1::Ownership::NewStub(channel_)) {}
 
 absl::StatusOr<std::unique_ptr<TesseraClient>> TesseraClient::Connect(const std::string& address,
                                                                       absl::Duration timeout,
@@ -246,6 +249,42 @@ absl::StatusOr<v1::AdapterInfo> TesseraClient::PrefetchAdapter(const std::string
   request.set_reference(reference);
   v1::AdapterInfo response;
   grpc::Status s = adapters_->PrefetchAdapter(ctx.get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::WatermarkCredentialFiles> TesseraClient::ReadCredentialFiles(
+    const std::string& passport_file, const std::string& raw_factors_file) {
+  v1::WatermarkCredentialFiles files;
+  for (const auto& [path, out] :
+       {std::pair<std::string, std::string*>{passport_file, files.mutable_passport_safetensors()},
+        {raw_factors_file, files.mutable_raw_factors_safetensors()}}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *out = ss.str();
+  }
+  return files;
+}
+
+absl::StatusOr<v1::RegisterWatermarkResponse> TesseraClient::RegisterWatermark(
+    const std::string& credential_id, const v1::WatermarkCredentialFiles& files, absl::Duration deadline) {
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext(deadline);
+  v1::RegisterWatermarkRequest request;
+  request.set_credential_id(credential_id);
+  *request.mutable_files() = files;
+  v1::RegisterWatermarkResponse response;
+  grpc::Status s = ownership_->RegisterWatermark(ctx.get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::VerifyOwnershipResponse> TesseraClient::VerifyOwnership(
+    const v1::VerifyOwnershipRequest& request, absl::Duration deadline) {
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext(deadline);
+  v1::VerifyOwnershipResponse response;
+  grpc::Status s = ownership_->VerifyOwnership(ctx.get(), request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response;
 }

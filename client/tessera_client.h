@@ -26,6 +26,7 @@
 #include "grpcpp/grpcpp.h"
 #include "tessera/v1/adapters.grpc.pb.h"
 #include "tessera/v1/inference.grpc.pb.h"
+#include "tessera/v1/ownership.grpc.pb.h"
 
 namespace tessera {
 
@@ -95,6 +96,19 @@ class TesseraClient {
   absl::StatusOr<v1::AdapterInfo> PrefetchAdapter(const std::string& reference,
                                                   absl::Duration deadline = absl::Minutes(5));
 
+  // --- Ownership (SEAL) ---
+
+  // Reads passport_file (tensor "C") and raw_factors_file (the raw LoRA
+  // factors, peft key names), as in a fixture's owner_secret/, into files.
+  // NotFound naming a missing file.
+  static absl::StatusOr<v1::WatermarkCredentialFiles> ReadCredentialFiles(
+      const std::string& passport_file, const std::string& raw_factors_file);
+  absl::StatusOr<v1::RegisterWatermarkResponse> RegisterWatermark(const std::string& credential_id,
+                                                                  const v1::WatermarkCredentialFiles& files,
+                                                                  absl::Duration deadline = absl::Minutes(5));
+  absl::StatusOr<v1::VerifyOwnershipResponse> VerifyOwnership(const v1::VerifyOwnershipRequest& request,
+                                                              absl::Duration deadline = absl::Minutes(5));
+
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
@@ -108,6 +122,7 @@ class TesseraClient {
   std::string api_key_;
   std::unique_ptr<v1::Inference::Stub> inference_;
   std::unique_ptr<v1::Adapters::Stub> adapters_;
+  std::unique_ptr<v1::Ownership::Stub> ownership_;
 };
 
 absl::Status FromGrpcStatus(const grpc::Status& status);

@@ -20,6 +20,7 @@
 #include "server/api/adapter_catalog.h"
 #include "server/api/adapter_service.h"
 #include "server/api/inference_service.h"
+#include "server/api/ownership_service.h"
 #include "server/api/server_metrics.h"
 #include "server/api/tenants.h"
 #include "server/serving_flags.h"
@@ -36,6 +37,9 @@ ABSL_FLAG(double, adapter_cache_mb, 1024, "memory for resident uploaded adapters
 ABSL_FLAG(double, max_upload_mb, 1024, "largest adapter upload (both files), in MiB");
 ABSL_FLAG(std::string, tenants, "", "tenants and API key hashes, JSON (see README)");
 ABSL_FLAG(bool, insecure_no_auth, false, "accept every call as the admin tenant 'local' (local demos only)");
+ABSL_FLAG(std::string, on_watermark_match, "reject",
+          "an upload carrying another tenant's registered SEAL watermark: reject (PERMISSION_DENIED) or flag "
+          "(stored, marked); both are audit-logged");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics over HTTP; empty: off");
 ABSL_FLAG(std::string, metrics_port_file, "", "write the bound metrics port to this file");
 ABSL_FLAG(absl::Duration, testing_step_delay, absl::ZeroDuration(),
@@ -123,7 +127,16 @@ int Run() {
     }
   }
 
-  AdapterCatalog catalog(stack->get(), mib(absl::GetFlag(FLAGS_max_upload_mb)));
+  WatermarkMatchAction on_match = WatermarkMatchAction::kReject;
+  if (absl::GetFlag(FLAGS_on_watermark_match) == "flag") {
+    on_match = WatermarkMatchAction::kFlag;
+  } else if (absl::GetFlag(FLAGS_on_watermark_match) != "reject") {
+    return Fail(absl::StrCat("cannot start: unknown --on-watermark-match value '",
+                             absl::GetFlag(FLAGS_on_watermark_match), "' (use reject or flag)"));
+  }
+  AdapterCatalog catalog(stack->get(), mib(absl::GetFlag(FLAGS_max_upload_mb)), on_match);
+  catalog.SetWatermarkMatchHook(metrics.WatermarkMatchHook());
+  OwnershipService ownership_service(tenants.get(), &catalog, (*stack)->vault.get());
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,
                            (*stack)->Info());
   AdapterService adapter_service(tenants.get(), &catalog);
@@ -135,6 +148,7 @@ int Run() {
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.RegisterService(&adapter_service);
+  builder.RegisterService(&ownership_service);
   // Uploads arrive in chunks of about 1 MiB; leave room for the framing.
   builder.SetMaxReceiveMessageSize(8 << 20);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
@@ -148,6 +162,7 @@ int Run() {
   server->GetHealthCheckService()->SetServingStatus(true);
   server->GetHealthCheckService()->SetServingStatus(v1::Inference::service_full_name(), true);
   server->GetHealthCheckService()->SetServingStatus(v1::Adapters::service_full_name(), true);
+  server->GetHealthCheckService()->SetServingStatus(v1::Ownership::service_full_name(), true);
   const std::string host = listen.substr(0, listen.rfind(':'));
   spdlog::info("serving {} on {}:{}", (*stack)->model->name, host, port);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {

@@ -75,6 +75,9 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     absl::StatusOr<std::unique_ptr<AdapterStore>> store = AdapterStore::Open(o.data_dir);
     if (!store.ok()) return store.status();
     stack->store = *std::move(store);
+    absl::StatusOr<std::unique_ptr<WatermarkVault>> vault = WatermarkVault::Open(o.data_dir + "/vault", c);
+    if (!vault.ok()) return vault.status();
+    stack->vault = *std::move(vault);
     spdlog::info("adapter store {}: {} adapter(s), {} quarantined", o.data_dir, stack->store->List().size(),
                  stack->store->quarantined());
   }

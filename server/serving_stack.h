@@ -12,6 +12,7 @@
 #include "adapters/adapter_cache.h"
 #include "adapters/adapter_registry.h"
 #include "adapters/adapter_store.h"
+#include "adapters/watermark_vault.h"
 #include "server/engine/engine.h"
 #include "server/model/model.h"
 #include "server/model/tokenizer.h"
@@ -57,6 +58,7 @@ struct ServingStack {
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<AdapterRegistry> adapters;  // start-up adapters (--adapter)
   std::unique_ptr<AdapterStore> store;        // null without data_dir
+  std::unique_ptr<WatermarkVault> vault;      // null without data_dir
   std::unique_ptr<AdapterCache> cache;        // start-up adapters are permanent entries keyed by name
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)

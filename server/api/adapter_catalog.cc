@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -49,8 +50,25 @@ v1::AdapterState ToProto(AdapterCache::State s) {
 
 }  // namespace
 
-AdapterCatalog::AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes)
-    : stack_(stack), max_upload_bytes_(max_upload_bytes) {}
+AdapterCatalog::AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes,
+                               WatermarkMatchAction on_watermark_match)
+    : stack_(stack), max_upload_bytes_(max_upload_bytes), on_watermark_match_(on_watermark_match) {}
+
+absl::StatusOr<std::shared_ptr<const Adapter>> AdapterCatalog::LoadForVerification(
+    const Tenant& tenant, const std::string& reference) const {
+  TESSERA_ASSIGN_OR_RETURN(ResolvedAdapter resolved, ResolveForUse(tenant, reference));
+  if (resolved.key.empty() || resolved.key[0] != '@') {
+    TESSERA_ASSIGN_OR_RETURN(int32_t slot, stack_->adapters->Resolve(resolved.key));
+    return stack_->adapters->all()[slot];
+  }
+  for (const StoredAdapter& e : stack_->store->List()) {
+    if (StoredAdapterKey(e.id) != resolved.key) continue;
+    TESSERA_RETURN_IF_ERROR(stack_->store->Verify(e));
+    return LoadAdapter(e.reference(), stack_->store->PathOf(e), stack_->model->config,
+                       stack_->adapter_limits);
+  }
+  return UnknownForUse(reference);
+}
 
 absl::Status AdapterCatalog::RequireStore() const {
   if (stack_->store) return absl::OkStatus();
@@ -119,6 +137,7 @@ v1::AdapterInfo AdapterCatalog::Describe(const StoredAdapter& e) const {
   info.set_state(ToProto(stack_->cache->StateOf(StoredAdapterKey(e.id))));
   info.set_description(e.description);
   info.set_created_unix_ms(e.created_unix_ms);
+  info.set_watermark_flag(e.watermark_flag);
   std::ifstream in(stack_->store->PathOf(e) + "/" + kAdapterConfigFile);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -208,7 +227,30 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
         absl::StrCat("adapter needs ", a.parameter_bytes >> 20, " MiB resident but the adapter cache holds ",
                      stack_->cache->stats().budget_bytes >> 20, " MiB; it could never be served"));
   }
+  // Theft screening: every other tenant's registered watermark whose shapes
+  // fit. The reply never names the other tenant; the audit log does.
+  std::string flag;
+  if (stack_->vault) {
+    for (const VaultEntry& v : stack_->vault->All()) {
+      if (v.owner == tenant.id || !WatermarkShapesMatch(a, *v.credentials)) continue;
+      const double score = WatermarkScore(a, *v.credentials);
+      if (score < VerifyOptions().threshold) continue;
+      const bool reject = on_watermark_match_ == WatermarkMatchAction::kReject;
+      spdlog::warn("AUDIT watermark-match action={} uploader={} adapter={} credential={}/{} score={:.4f}",
+                   reject ? "reject" : "flag", tenant.id, reference, v.owner, v.id, score);
+      if (on_match_) on_match_(reject ? "reject" : "flag");
+      if (reject) {
+        return absl::PermissionDeniedError(
+            "upload refused: this adapter carries another tenant's registered ownership watermark (SEAL); "
+            "the "
+            "attempt was logged for the administrators");
+      }
+      flag = absl::StrCat("matches a registered watermark (score ", absl::StrFormat("%.4f", score), ")");
+      break;
+    }
+  }
   StoredAdapter meta;
+  meta.watermark_flag = flag;
   meta.owner = tenant.id;
   meta.name = metadata.name();
   meta.kind = a.DisplayKind();

@@ -14,6 +14,7 @@
 #ifndef TESSERA_SERVER_API_ADAPTER_CATALOG_H_
 #define TESSERA_SERVER_API_ADAPTER_CATALOG_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,10 +32,25 @@ struct ResolvedAdapter {
   int64_t bytes = 0;  // resident size
 };
 
+// What an upload that carries another tenant's registered watermark gets.
+enum class WatermarkMatchAction { kReject, kFlag };
+
 class AdapterCatalog {
  public:
   // stack must outlive the catalog. max_upload_bytes caps both files together.
-  AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes);
+  AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes,
+                 WatermarkMatchAction on_watermark_match = WatermarkMatchAction::kReject);
+
+  // Called (with "reject" or "flag") for every upload that matches another
+  // tenant's watermark; set before serving.
+  void SetWatermarkMatchHook(std::function<void(const std::string& action)> hook) {
+    on_match_ = std::move(hook);
+  }
+
+  // The adapter itself, for an ownership check: the caller's own, shared
+  // ones, start-up ones, or any for an admin; NotFound as in ResolveForUse.
+  absl::StatusOr<std::shared_ptr<const Adapter>> LoadForVerification(const Tenant& tenant,
+                                                                     const std::string& reference) const;
 
   // For Generate: the cache key of a usable adapter.
   absl::StatusOr<ResolvedAdapter> ResolveForUse(const Tenant& tenant, const std::string& reference) const;
@@ -68,6 +84,8 @@ class AdapterCatalog {
 
   ServingStack* stack_;
   const int64_t max_upload_bytes_;
+  const WatermarkMatchAction on_watermark_match_;
+  std::function<void(const std::string&)> on_match_;
 };
 
 }  // namespace tessera

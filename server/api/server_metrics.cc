@@ -114,6 +114,16 @@ void ServerMetrics::AttachStack(const ServingStack* stack) {
                              [cache] { return static_cast<double>(cache->stats().resident_bytes); });
 }
 
+std::function<void(const std::string&)> ServerMetrics::WatermarkMatchHook() {
+  return [this](const std::string& action) {
+    registry_
+        .GetCounter("tessera_watermark_matches_total",
+                    "Uploads carrying another tenant's registered SEAL watermark, by action",
+                    {{"action", action}})
+        .Increment();
+  };
+}
+
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerMetrics::InterceptorFactory() {
   return std::make_unique<CountingInterceptorFactory>(&registry_);
 }

@@ -12,12 +12,15 @@
 //   tessera_adapter_loads_total{result}, tessera_adapter_evictions_total  counters
 //   tessera_adapter_load_ms                        histogram
 //   tessera_tokens_total{tenant,kind}              counter, kind = prompt | completion
+//   tessera_watermark_matches_total{action}        counter, uploads carrying another tenant's watermark
 //
 // Thread safety: thread-safe; the observers may run on any thread.
 #ifndef TESSERA_SERVER_API_SERVER_METRICS_H_
 #define TESSERA_SERVER_API_SERVER_METRICS_H_
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "grpcpp/support/server_interceptor.h"
 #include "server/api/metrics.h"
@@ -37,6 +40,8 @@ class ServerMetrics {
   void AttachStack(const ServingStack* stack);
   // Counts every RPC by method and final status code.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
+  // Counts uploads that matched another tenant's watermark, by action.
+  std::function<void(const std::string& action)> WatermarkMatchHook();
 
   MetricsRegistry& registry() { return registry_; }
 

@@ -1,0 +1,171 @@
+#include "adapters/watermark_vault.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kPassportFile[] = "passport.safetensors";
+constexpr char kRawFactorsFile[] = "raw_factors.safetensors";
+
+absl::Status WritePrivateFile(const std::string& path, std::string_view data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced) return absl::InternalError(absl::StrCat("cannot fsync ", path));
+  return absl::OkStatus();
+}
+
+absl::Status MakePrivateDir(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", ec.message()));
+  ::chmod(path.c_str(), 0700);
+  return absl::OkStatus();
+}
+
+void SyncDir(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WatermarkVault>> WatermarkVault::Open(const std::string& dir,
+                                                                     const ModelConfig& base) {
+  TESSERA_RETURN_IF_ERROR(MakePrivateDir(dir));
+  auto vault = std::unique_ptr<WatermarkVault>(new WatermarkVault(dir, base));
+  std::error_code ec;
+  fs::remove_all(dir + "/.staging", ec);
+  for (const auto& owner : fs::directory_iterator(dir, ec)) {
+    if (!owner.is_directory() || owner.path().filename().string()[0] == '.') continue;
+    for (const auto& entry : fs::directory_iterator(owner.path(), ec)) {
+      const std::string path = entry.path().string();
+      absl::StatusOr<WatermarkCredentials> cred =
+          LoadWatermarkCredentials(path + "/" + kPassportFile, path + "/" + kRawFactorsFile, base);
+      if (!cred.ok()) {
+        spdlog::warn("watermark vault: skipping {}: {}", path, std::string(cred.status().message()));
+        continue;
+      }
+      vault->entries_.push_back({owner.path().filename().string(), entry.path().filename().string(),
+                                 std::make_shared<const WatermarkCredentials>(*std::move(cred))});
+    }
+  }
+  spdlog::info("watermark vault {}: {} credential(s)", dir, vault->entries_.size());
+  return vault;
+}
+
+absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::WriteAndParse(
+    const std::string& path, std::string_view passport, std::string_view raw_factors) const {
+  TESSERA_RETURN_IF_ERROR(MakePrivateDir(path));
+  TESSERA_RETURN_IF_ERROR(WritePrivateFile(path + "/" + kPassportFile, passport));
+  TESSERA_RETURN_IF_ERROR(WritePrivateFile(path + "/" + kRawFactorsFile, raw_factors));
+  absl::StatusOr<WatermarkCredentials> cred =
+      LoadWatermarkCredentials(path + "/" + kPassportFile, path + "/" + kRawFactorsFile, base_);
+  if (!cred.ok()) {
+    // Name the field the client sent, not the server's temporary path.
+    std::string message(cred.status().message());
+    for (const auto& [file, field] :
+         {std::pair<std::string, std::string>{path + "/" + kPassportFile, "passport"},
+          {path + "/" + kRawFactorsFile, "raw factors"}}) {
+      for (size_t at; (at = message.find(file)) != std::string::npos;)
+        message.replace(at, file.size(), field);
+    }
+    return absl::InvalidArgumentError(absl::StrCat("bad watermark credentials: ", message));
+  }
+  return std::make_shared<const WatermarkCredentials>(*std::move(cred));
+}
+
+absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::ParseTransient(
+    std::string_view passport, std::string_view raw_factors) const {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    path = absl::StrCat(dir_, "/.staging/transient-", ::getpid(), "-", next_staging_++);
+  }
+  absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> cred =
+      WriteAndParse(path, passport, raw_factors);
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  return cred;
+}
+
+absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, const std::string& id,
+                                                    std::string_view passport, std::string_view raw_factors) {
+  if (Find(owner, id).ok()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "watermark credential '", id, "' already exists for tenant '", owner, "'; choose another id"));
+  }
+  std::string staging;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    staging = absl::StrCat(dir_, "/.staging/register-", ::getpid(), "-", next_staging_++);
+  }
+  absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> cred =
+      WriteAndParse(staging, passport, raw_factors);
+  std::error_code ec;
+  if (!cred.ok()) {
+    fs::remove_all(staging, ec);
+    return cred.status();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const VaultEntry& e : entries_) {
+    if (e.owner == owner && e.id == id) {
+      fs::remove_all(staging, ec);
+      return absl::AlreadyExistsError(absl::StrCat("watermark credential '", id, "' already exists"));
+    }
+  }
+  const std::string owner_dir = dir_ + "/" + owner;
+  TESSERA_RETURN_IF_ERROR(MakePrivateDir(owner_dir));
+  fs::rename(staging, owner_dir + "/" + id, ec);
+  if (ec) {
+    fs::remove_all(staging, ec);
+    return absl::InternalError(absl::StrCat("cannot store the credentials: ", ec.message()));
+  }
+  SyncDir(owner_dir);
+  entries_.push_back({owner, id, *cred});
+  spdlog::info("watermark vault: tenant {} registered credential {} ({} modules, rank {})", owner, id,
+               (*cred)->modules.size(), (*cred)->rank);
+  return entries_.back();
+}
+
+absl::StatusOr<VaultEntry> WatermarkVault::Find(const std::string& owner, const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const VaultEntry& e : entries_) {
+    if (e.owner == owner && e.id == id) return e;
+  }
+  return absl::NotFoundError(absl::StrCat("no watermark credential '", id, "' is registered for tenant '",
+                                          owner, "'; register it with `tessera watermark register`"));
+}
+
+std::vector<VaultEntry> WatermarkVault::All() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_;
+}
+
+}  // namespace tessera
