@@ -286,6 +286,36 @@ double WatermarkScore(const Adapter& suspect, const WatermarkCredentials& creden
   return MeanPearson(RecoverAll(suspect, credentials), credentials.passport);
 }
 
+std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  const int32_t r = credentials.rank;
+  const std::vector<double>& c = credentials.passport;
+  std::vector<double> random_passport(c.size()), zb(c.size()), za(c.size());
+  std::vector<std::optional<std::vector<double>>> hats(credentials.modules.size());
+  std::vector<std::vector<double>> chol_a_t;
+  for (const WatermarkModule& cm : credentials.modules) chol_a_t.push_back(Transpose(cm.chol_a, r, r));
+  std::vector<double> scores;
+  scores.reserve(static_cast<size_t>(std::max<int64_t>(trials, 0)));
+  for (int64_t t = 0; t < trials; ++t) {
+    for (size_t i = 0; i < credentials.modules.size(); ++i) {
+      for (double& x : zb) x = normal(rng);
+      for (double& x : za) x = normal(rng);
+      // (B⁺·G_b)(G_a·A⁺) has the law of (chol_b·Z_b)(Z_a·chol_aᵀ).
+      const std::vector<double> left = MatMul(credentials.modules[i].chol_b, zb, r, r, r);
+      const std::vector<double> right = MatMul(za, chol_a_t[i], r, r, r);
+      hats[i] = MatMul(left, right, r, r, r);
+    }
+    const std::vector<double>* passport = &c;
+    if (t % 2 == 1) {
+      for (double& x : random_passport) x = normal(rng);
+      passport = &random_passport;
+    }
+    scores.push_back(MeanPearson(hats, *passport));
+  }
+  return scores;
+}
+
 WatermarkVerdict VerifyWatermark(const Adapter& suspect, const WatermarkCredentials& credentials,
                                  const VerifyOptions& options) {
   WatermarkVerdict v;
@@ -323,33 +353,12 @@ WatermarkVerdict VerifyWatermark(const Adapter& suspect, const WatermarkCredenti
   }
   v.score = MeanPearson(hats, c);
 
-  // Null distribution: random Gaussian adapters (every module adapted, rank
-  // r) against the true passport and against random passports.
-  std::mt19937_64 rng(options.seed);
-  std::normal_distribution<double> normal;
-  const int32_t r = credentials.rank;
-  std::vector<double> random_passport(c.size()), zb(c.size()), za(c.size());
-  std::vector<std::optional<std::vector<double>>> null_hats(credentials.modules.size());
+  const std::vector<double> null = WatermarkNullScores(credentials, options.null_trials, options.seed);
   double sum = 0, sum2 = 0;
-  for (int32_t t = 0; t < options.null_trials; ++t) {
-    for (size_t i = 0; i < credentials.modules.size(); ++i) {
-      const WatermarkModule& cm = credentials.modules[i];
-      for (double& x : zb) x = normal(rng);
-      for (double& x : za) x = normal(rng);
-      // (B⁺·G_b)(G_a·A⁺) ~ (chol_b·Z_b)(Z_a·chol_aᵀ).
-      const std::vector<double> left = MatMul(cm.chol_b, zb, r, r, r);
-      const std::vector<double> right = MatMul(za, Transpose(cm.chol_a, r, r), r, r, r);
-      null_hats[i] = MatMul(left, right, r, r, r);
-    }
-    const std::vector<double>* passport = &c;
-    if (t % 2 == 1) {
-      for (double& x : random_passport) x = normal(rng);
-      passport = &random_passport;
-    }
-    const double s = MeanPearson(null_hats, *passport);
-    sum += s;
-    sum2 += s * s;
-    v.null_max = t == 0 ? s : std::max(v.null_max, s);
+  for (size_t t = 0; t < null.size(); ++t) {
+    sum += null[t];
+    sum2 += null[t] * null[t];
+    v.null_max = t == 0 ? null[t] : std::max(v.null_max, null[t]);
   }
   v.null_trials = options.null_trials;
   if (options.null_trials > 1) {

@@ -96,6 +96,11 @@ struct WatermarkVerdict {
 WatermarkVerdict VerifyWatermark(const Adapter& suspect, const WatermarkCredentials& credentials,
                                  const VerifyOptions& options = {});
 
+// Null scores: random Gaussian adapters of the credential's shapes (every
+// module adapted, rank r) against the true passport (even trials) and against
+// random Gaussian passports (odd trials). Deterministic in seed.
+std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials, uint64_t seed);
+
 // The score alone (no null distribution): for screening uploads.
 double WatermarkScore(const Adapter& suspect, const WatermarkCredentials& credentials);
 

@@ -208,6 +208,7 @@ void PrintAdapter(const v1::AdapterInfo& a, bool with_config) {
               << "\n";
   }
   if (!a.description().empty()) std::cout << "description: " << a.description() << "\n";
+  if (!a.watermark_flag().empty()) std::cout << "watermark flag: " << a.watermark_flag() << "\n";
   if (with_config && !a.config_json().empty()) {
     std::cout << "config:\n";
     for (absl::string_view line : absl::StrSplit(absl::StripTrailingAsciiWhitespace(a.config_json()), '\n')) {
