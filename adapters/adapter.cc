@@ -34,8 +34,9 @@ const char* AdapterKindName(AdapterKind kind) {
 }
 
 const char* LinearModuleName(LinearModule m) {
-  static const char* kNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                 "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  static const char* kNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                 "mlp.down_proj"};
   return kNames[static_cast<int>(m)];
 }
 
@@ -51,8 +52,8 @@ namespace {
 absl::StatusOr<bool> RegexMatches(const std::string& pattern, const std::string& text, bool full) {
   int err;
   PCRE2_SIZE off;
-  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF, &err,
-                                 &off, nullptr);
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF,
+                                 &err, &off, nullptr);
   if (!re) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof(msg));
@@ -61,7 +62,8 @@ absl::StatusOr<bool> RegexMatches(const std::string& pattern, const std::string&
   }
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
   const uint32_t opts = PCRE2_ANCHORED | (full ? PCRE2_ENDANCHORED : 0);
-  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, opts, md, nullptr);
+  const int rc =
+      pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, opts, md, nullptr);
   pcre2_match_data_free(md);
   pcre2_code_free(re);
   return rc >= 0;
@@ -93,13 +95,20 @@ std::pair<int64_t, int64_t> ModuleShape(const ModelConfig& c, LinearModule m) {
   const int64_t h = c.hidden_size, q = int64_t{c.num_attention_heads} * c.head_dim,
                 kv = int64_t{c.num_key_value_heads} * c.head_dim, i = c.intermediate_size;
   switch (m) {
-    case LinearModule::kQ: return {q, h};
-    case LinearModule::kK: return {kv, h};
-    case LinearModule::kV: return {kv, h};
-    case LinearModule::kO: return {h, q};
-    case LinearModule::kGate: return {i, h};
-    case LinearModule::kUp: return {i, h};
-    case LinearModule::kDown: return {h, i};
+    case LinearModule::kQ:
+      return {q, h};
+    case LinearModule::kK:
+      return {kv, h};
+    case LinearModule::kV:
+      return {kv, h};
+    case LinearModule::kO:
+      return {h, q};
+    case LinearModule::kGate:
+      return {i, h};
+    case LinearModule::kUp:
+      return {i, h};
+    case LinearModule::kDown:
+      return {h, i};
   }
   return {0, 0};
 }
@@ -123,14 +132,16 @@ class Loader {
     const fs::path weights_path = fs::path(dir_) / "adapter_model.safetensors";
     try {
       std::ifstream in(config_path);
-      if (!in) return Error(absl::StrCat(config_path.string(), " is missing (is this a peft adapter folder?)"));
+      if (!in)
+        return Error(absl::StrCat(config_path.string(), " is missing (is this a peft adapter folder?)"));
       config_ = json::parse(in);
     } catch (const std::exception& e) {
       return Error(absl::StrCat(config_path.string(), " is not valid JSON: ", e.what()));
     }
     if (!fs::exists(weights_path, ec)) {
-      return Error(absl::StrCat(weights_path.string(),
-                                " is missing (adapter_model.bin is not supported; save with safe_serialization=True)"));
+      return Error(absl::StrCat(
+          weights_path.string(),
+          " is missing (adapter_model.bin is not supported; save with safe_serialization=True)"));
     }
     const int64_t size = static_cast<int64_t>(fs::file_size(weights_path, ec));
     if (size > limits_.max_file_bytes) {
@@ -178,7 +189,8 @@ class Loader {
     const std::string kPrefix = "base_model.model.";
     for (const auto& [key, view] : file_->tensors()) {
       if (key.rfind(kPrefix, 0) != 0) {
-        return Error(absl::StrCat("tensor '", key, "' does not start with '", kPrefix, "' (not a peft adapter?)"));
+        return Error(
+            absl::StrCat("tensor '", key, "' does not start with '", kPrefix, "' (not a peft adapter?)"));
       }
       // The parameter is the suffix after the module path: lora_A.weight,
       // road_theta, block_A, ...
@@ -188,8 +200,10 @@ class Loader {
       std::optional<ModuleRef> ref;
       if (std::regex_match(rest, m, kSplit)) ref = ParseModulePath(m[1].str(), base_.num_hidden_layers);
       if (!ref) {
-        return Error(absl::StrCat("tensor '", key, "' targets a module the base model does not have (the base has ",
-                                  base_.num_hidden_layers, " layers with self_attn.{q,k,v,o}_proj and "
+        return Error(absl::StrCat("tensor '", key,
+                                  "' targets a module the base model does not have (the base has ",
+                                  base_.num_hidden_layers,
+                                  " layers with self_attn.{q,k,v,o}_proj and "
                                   "mlp.{gate,up,down}_proj; trained for another base model?)"));
       }
       if (!IsFloatDType(view.dtype)) {
@@ -233,7 +247,8 @@ class Loader {
       for (const char* k : known) ok |= param == k;
       if (!ok) {
         return Error(absl::StrCat(ref.path, ": tensor '", param, "' is not supported for peft_type ",
-                                  config_.value("peft_type", ""), " (DoRA, biases and embeddings are not supported)"));
+                                  config_.value("peft_type", ""),
+                                  " (DoRA, biases and embeddings are not supported)"));
       }
     }
     return absl::OkStatus();
@@ -256,7 +271,8 @@ class Loader {
   absl::StatusOr<std::optional<json>> PatternValue(const char* field, const std::string& path) {
     if (!config_.contains(field) || !config_[field].is_object()) return std::optional<json>();
     for (auto it = config_[field].begin(); it != config_[field].end(); ++it) {
-      TESSERA_ASSIGN_OR_RETURN(bool hit, RegexMatches(absl::StrCat("(.*\\.)?(", it.key(), ")$"), path, false));
+      TESSERA_ASSIGN_OR_RETURN(bool hit,
+                               RegexMatches(absl::StrCat("(.*\\.)?(", it.key(), ")$"), path, false));
       if (hit) return std::optional<json>(it.value());
     }
     return std::optional<json>();
@@ -266,7 +282,8 @@ class Loader {
     TESSERA_ASSIGN_OR_RETURN(bool targeted, Targeted(ref.path));
     if (!targeted) {
       return Error(absl::StrCat("has weights for ", ref.path, " but target_modules (",
-                                config_["target_modules"].dump(), ") does not name it; the config and the "
+                                config_["target_modules"].dump(),
+                                ") does not name it; the config and the "
                                 "weights disagree"));
     }
     return absl::OkStatus();
@@ -276,7 +293,8 @@ class Loader {
     adapter_->kind = AdapterKind::kLora;
     const std::string bias = config_.value("bias", "none");
     if (bias != "none") {
-      return Error(absl::StrCat("bias '", bias, "' is not supported; only bias='none' (re-train with bias='none')"));
+      return Error(
+          absl::StrCat("bias '", bias, "' is not supported; only bias='none' (re-train with bias='none')"));
     }
     if (config_.value("lora_bias", false)) return Error("lora_bias=true is not supported");
     if (config_.value("use_dora", false)) return Error("use_dora=true (DoRA) is not supported");
@@ -291,8 +309,8 @@ class Loader {
       spdlog::warn("adapter '{}': fan_in_fan_out=true has no effect on nn.Linear targets", name_);
     }
     if (config_.contains("watermark")) {
-      adapter_->watermark =
-          config_["watermark"].is_string() ? config_["watermark"].get<std::string>() : config_["watermark"].dump();
+      adapter_->watermark = config_["watermark"].is_string() ? config_["watermark"].get<std::string>()
+                                                             : config_["watermark"].dump();
     }
     const int64_t r_default = config_.value("r", int64_t{8});
     const double alpha_default = config_.value("lora_alpha", 8.0);
@@ -327,7 +345,8 @@ class Loader {
     if (variant != "road_1" && variant != "road_2" && variant != "road_4") {
       return Error(absl::StrCat("variant '", variant, "' is not supported (road_1, road_2, road_4)"));
     }
-    if (group < 2 || group % 2 != 0) return Error(absl::StrCat("group_size ", group, " must be even and >= 2"));
+    if (group < 2 || group % 2 != 0)
+      return Error(absl::StrCat("group_size ", group, " must be even and >= 2"));
     for (const auto& [path, ref] : refs_) {
       TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
       TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"road_theta", "road_alpha"}));
@@ -384,7 +403,8 @@ class Loader {
   }
 
   AdapterModule& Slot(const ModuleRef& ref) {
-    return adapter_->modules[static_cast<size_t>(ref.layer) * kNumLinearModules + static_cast<int>(ref.module)];
+    return adapter_
+        ->modules[static_cast<size_t>(ref.layer) * kNumLinearModules + static_cast<int>(ref.module)];
   }
 
   const std::string name_, dir_;
@@ -404,7 +424,8 @@ std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModul
 }
 
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
-                                                           const ModelConfig& base, const AdapterLimits& limits) {
+                                                           const ModelConfig& base,
+                                                           const AdapterLimits& limits) {
   return Loader(name, dir, base, limits).Load();
 }
 

@@ -43,9 +43,9 @@ struct LoraModule {
 };
 
 struct DiabloModule {
-  int32_t blocks = 0;  // n
-  int32_t d1 = 0;      // input block size
-  int32_t d2 = 0;      // output block size
+  int32_t blocks = 0;        // n
+  int32_t d1 = 0;            // input block size
+  int32_t d2 = 0;            // output block size
   std::vector<float> block;  // [n, d1, d2]
 };
 
@@ -90,7 +90,8 @@ struct Adapter {
 // shapes, with a hint: unknown module, shape mismatch, unsupported dtype or
 // peft option, NaN/Inf, rank over the limit, file too large, bad header.
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
-                                                           const ModelConfig& base, const AdapterLimits& limits);
+                                                           const ModelConfig& base,
+                                                           const AdapterLimits& limits);
 
 }  // namespace tessera
 

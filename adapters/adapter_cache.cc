@@ -81,7 +81,10 @@ void AdapterCache::Unpin(const std::string& key) {
     auto it = entries_.find(key);
     if (it != entries_.end() && it->second.pins > 0) {
       Entry& e = it->second;
-      if (--e.pins == 0 && !e.permanent && e.adapter) {
+      if (--e.pins == 0 && e.erased) {
+        resident_bytes_ -= e.bytes;
+        entries_.erase(it);
+      } else if (e.pins == 0 && !e.permanent && e.adapter) {
         e.lru = lru_.insert(lru_.end(), key);
         e.in_lru = true;
       }
@@ -92,6 +95,11 @@ void AdapterCache::Unpin(const std::string& key) {
 }
 
 bool AdapterCache::MakeRoom(int64_t needed) {
+  // Evict only when that makes enough room: evicting and still failing would
+  // throw away adapters that queued requests are about to pin (thrashing).
+  int64_t evictable = 0;
+  for (const std::string& key : lru_) evictable += entries_.at(key).bytes;
+  if (resident_bytes_ - evictable + loading_bytes_ + needed > budget_) return false;
   while (resident_bytes_ + loading_bytes_ + needed > budget_ && !lru_.empty()) {
     const std::string victim = lru_.front();
     lru_.pop_front();
@@ -110,6 +118,9 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t 
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     Entry& e = it->second;
+    if (e.erased) {
+      return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
+    }
     if (e.adapter) return PinLocked(key, e);
     if (!e.error.ok()) return e.error;
     if (e.loading) {
@@ -136,12 +147,14 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t 
   return s;
 }
 
-absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout) {
+absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout,
+                                    const std::function<bool()>& cancelled) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     absl::StatusOr<AdapterPin> pin = TryPin(key, size_bytes);
     if (pin.ok()) return absl::OkStatus();  // the pin drops here; the adapter stays cached
     if (!IsNotResident(pin.status())) return pin.status();
+    if (cancelled && cancelled()) return absl::CancelledError("prefetch cancelled by the client");
     std::unique_lock<std::mutex> lock(mu_);
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
@@ -158,8 +171,14 @@ void AdapterCache::Erase(const std::string& key) {
   if (it == entries_.end() || it->second.permanent) return;
   Entry& e = it->second;
   if (e.loading) {
-    e.error = absl::NotFoundError(absl::StrCat("adapter ", key, " was deleted"));
+    e.error = absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
     return;  // the loader discards its result and removes the entry
+  }
+  if (e.pins > 0) {
+    // Running requests keep the adapter: its bytes stay counted until the
+    // last pin goes (Unpin removes the entry).
+    e.erased = true;
+    return;
   }
   if (e.in_lru) lru_.erase(e.lru);
   if (e.adapter) resident_bytes_ -= e.bytes;
@@ -169,7 +188,7 @@ void AdapterCache::Erase(const std::string& key) {
 AdapterCache::State AdapterCache::StateOf(const std::string& key) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(key);
-  if (it == entries_.end()) return State::kAbsent;
+  if (it == entries_.end() || it->second.erased) return State::kAbsent;
   const Entry& e = it->second;
   if (e.adapter) return e.pins > 0 ? State::kPinned : State::kResident;
   return e.loading ? State::kLoading : State::kAbsent;
@@ -210,8 +229,14 @@ void AdapterCache::LoaderLoop() {
         entries_.erase(it);  // erased while loading
       } else if (!loaded.ok()) {
         ++counters_.load_failures;
-        e.error = loaded.status();
         spdlog::warn("adapter cache: loading {} failed: {}", key, loaded.status().ToString());
+        const absl::StatusCode code = loaded.status().code();
+        if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kDataLoss ||
+            code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kFailedPrecondition) {
+          e.error = loaded.status();  // permanent for this version: every waiter gets it
+        } else {
+          entries_.erase(it);  // transient (I/O, memory): the next request retries the load
+        }
       } else {
         e.adapter = *std::move(loaded);
         e.bytes = e.adapter->parameter_bytes;

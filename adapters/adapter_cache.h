@@ -67,14 +67,17 @@ class AdapterCache {
 
   // Resident: the pinned adapter. Otherwise starts the load if none is
   // running for key and returns a NotResident status (IsNotResident). The
-  // load's own error (NotFound, DataLoss, InvalidArgument...) is returned from
-  // then on for this key. ResourceExhausted when size_bytes alone exceeds the
+  // load's error is returned from then on for this key when permanent
+  // (NotFound, DataLoss, InvalidArgument, FailedPrecondition); after a
+  // transient one the next call retries the load. ResourceExhausted when size_bytes alone exceeds the
   // budget. size_bytes is the adapter's resident size as recorded in the store.
   absl::StatusOr<AdapterPin> TryPin(const std::string& key, int64_t size_bytes);
 
   // Makes key resident, waiting up to timeout for the load. The adapter stays
   // resident (unpinned) afterwards until evicted.
-  absl::Status Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout);
+  // Stops early (Cancelled) once `cancelled` returns true.
+  absl::Status Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout,
+                        const std::function<bool()>& cancelled = nullptr);
 
   // Forgets key (the adapter was deleted): its memory is freed when the last
   // pin goes. A load in progress finishes but is discarded.
@@ -104,6 +107,7 @@ class AdapterCache {
     absl::Status error;                    // the failed load's error
     std::list<std::string>::iterator lru;  // valid when resident, unpinned, not permanent
     bool in_lru = false;
+    bool erased = false;  // deleted while pinned; removed at the last unpin
   };
 
   // With mu_ held: evicts unpinned LRU entries until `needed` more bytes fit.

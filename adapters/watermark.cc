@@ -267,7 +267,18 @@ absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string&
     }
     cred.modules.push_back(std::move(wm));
   }
+  const std::vector<double> null = WatermarkNullScores(cred, 1000, VerifyOptions().seed);
+  for (double s : null) cred.null_mean += s / static_cast<double>(null.size());
+  for (double s : null) {
+    cred.null_std += (s - cred.null_mean) * (s - cred.null_mean) / static_cast<double>(null.size() - 1);
+  }
+  cred.null_std = std::sqrt(cred.null_std);
   return cred;
+}
+
+double WatermarkCredentials::FalsePositiveRate(double threshold) const {
+  if (null_std <= 0) return 1;
+  return 0.5 * std::erfc((threshold - null_mean) / (null_std * std::sqrt(2.0)));
 }
 
 bool WatermarkShapesMatch(const Adapter& suspect, const WatermarkCredentials& credentials) {
@@ -286,7 +297,8 @@ double WatermarkScore(const Adapter& suspect, const WatermarkCredentials& creden
   return MeanPearson(RecoverAll(suspect, credentials), credentials.passport);
 }
 
-std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials, uint64_t seed) {
+std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials,
+                                        uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal;
   const int32_t r = credentials.rank;

@@ -53,6 +53,12 @@ struct WatermarkCredentials {
   int32_t rank = 0;
   std::vector<double> passport;          // C [rank, rank]
   std::vector<WatermarkModule> modules;  // sorted by (layer, module)
+  // Null score distribution of these credentials (1,000 trials at load), for
+  // screening uploads without a per-upload null.
+  double null_mean = 0, null_std = 0;
+
+  // The fitted normal's upper tail at threshold.
+  double FalsePositiveRate(double threshold) const;
 };
 
 // Reads the passport (tensor "C" [r, r]) and the raw factors (peft key names:
@@ -99,7 +105,8 @@ WatermarkVerdict VerifyWatermark(const Adapter& suspect, const WatermarkCredenti
 // Null scores: random Gaussian adapters of the credential's shapes (every
 // module adapted, rank r) against the true passport (even trials) and against
 // random Gaussian passports (odd trials). Deterministic in seed.
-std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials, uint64_t seed);
+std::vector<double> WatermarkNullScores(const WatermarkCredentials& credentials, int64_t trials,
+                                        uint64_t seed);
 
 // The score alone (no null distribution): for screening uploads.
 double WatermarkScore(const Adapter& suspect, const WatermarkCredentials& credentials);

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -132,6 +133,17 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, co
   if (!cred.ok()) {
     fs::remove_all(staging, ec);
     return cred.status();
+  }
+  const VerifyOptions options;
+  if (const double fpr = (*cred)->FalsePositiveRate(options.threshold);
+      fpr > options.max_false_positive_rate) {
+    fs::remove_all(staging, ec);
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "these credentials cannot prove ownership: with rank %d over %d modules, an unrelated adapter "
+        "reaches "
+        "the %.2f threshold with probability %.2g (above %.0e); use a larger passport or cover more modules",
+        (*cred)->rank, static_cast<int>((*cred)->modules.size()), options.threshold, fpr,
+        options.max_false_positive_rate));
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const VaultEntry& e : entries_) {

@@ -16,8 +16,10 @@
 #include "common/flags.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, fixture, "tests/fixtures/tiny-llama", "fixture folder: model/, adapters/, owner_secret/");
-ABSL_FLAG(int64_t, trials, 3000000, "null trials (3e6 bounds the empirical FPR near 1e-6 with 95% confidence)");
+ABSL_FLAG(std::string, fixture, "tests/fixtures/tiny-llama",
+          "fixture folder: model/, adapters/, owner_secret/");
+ABSL_FLAG(int64_t, trials, 3000000,
+          "null trials (3e6 bounds the empirical FPR near 1e-6 with 95% confidence)");
 ABSL_FLAG(std::string, out, "", "write the JSON report here (default: stdout only)");
 
 namespace tessera {
@@ -84,8 +86,9 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  tessera::ParseFlagsWithoutArguments(argc, argv,
-                                      "Measures the SEAL ownership score's null distribution and false-positive "
-                                      "rate.\n  tessera-bench-watermark [--trials N] [--out FILE]");
+  tessera::ParseFlagsWithoutArguments(
+      argc, argv,
+      "Measures the SEAL ownership score's null distribution and false-positive "
+      "rate.\n  tessera-bench-watermark [--trials N] [--out FILE]");
   return tessera::Run();
 }

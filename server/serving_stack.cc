@@ -90,14 +90,14 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   auto loader = [store, config,
                  limits](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
     if (store == nullptr || key.empty() || key[0] != '@') {
-      return absl::NotFoundError(absl::StrCat("adapter ", key, " is not stored on this server"));
+      return absl::NotFoundError("the adapter is not stored on this server");
     }
     for (const StoredAdapter& e : store->List()) {
       if (e.id != key.substr(1)) continue;
       TESSERA_RETURN_IF_ERROR(store->Verify(e));
       return LoadAdapter(e.reference(), store->PathOf(e), *config, limits);
     }
-    return absl::NotFoundError(absl::StrCat("adapter ", key, " was deleted"));
+    return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
   };
   stack->cache = std::make_unique<AdapterCache>(o.adapter_cache_bytes, loader, o.adapter_cache_observer);
   for (const std::shared_ptr<const Adapter>& a : stack->adapters->all())

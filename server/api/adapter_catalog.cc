@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -169,9 +170,11 @@ absl::Status AdapterCatalog::Delete(const Tenant& tenant, const std::string& ref
 }
 
 absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Prefetch(const Tenant& tenant, const std::string& reference,
-                                                         absl::Duration timeout) {
+                                                         absl::Duration timeout,
+                                                         const std::function<bool()>& cancelled) {
   TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "prefetch"));
-  TESSERA_RETURN_IF_ERROR(stack_->cache->Prefetch(StoredAdapterKey(e.id), e.resident_bytes, timeout));
+  TESSERA_RETURN_IF_ERROR(
+      stack_->cache->Prefetch(StoredAdapterKey(e.id), e.resident_bytes, timeout, cancelled));
   return Describe(e);
 }
 
@@ -205,7 +208,7 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
                                                    kAdapterModelFile, " before the sha256 message"));
   }
   const std::string actual = upload->Sha256Hex();
-  if (sha256_hex != actual) {
+  if (absl::AsciiStrToLower(sha256_hex) != actual) {
     return absl::DataLossError(absl::StrCat("sha256 mismatch: the client sent ", sha256_hex,
                                             " but the received bytes hash to ", actual,
                                             "; the upload was corrupted in transit, send it again"));
@@ -214,7 +217,11 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
   absl::StatusOr<std::shared_ptr<const Adapter>> adapter =
       LoadAdapter(reference, upload->dir(), stack_->model->config, stack_->adapter_limits);
   if (!adapter.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("adapter rejected: ", adapter.status().message()));
+    const absl::StatusCode code = adapter.status().code();
+    const bool server_side = code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnavailable ||
+                             code == absl::StatusCode::kResourceExhausted;
+    return absl::Status(server_side ? code : absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("adapter rejected: ", adapter.status().message()));
   }
   const Adapter& a = **adapter;
   if (!metadata.kind().empty() && metadata.kind() != a.DisplayKind()) {
@@ -234,7 +241,11 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
     for (const VaultEntry& v : stack_->vault->All()) {
       if (v.owner == tenant.id || !WatermarkShapesMatch(a, *v.credentials)) continue;
       const double score = WatermarkScore(a, *v.credentials);
-      if (score < VerifyOptions().threshold) continue;
+      const VerifyOptions options;
+      if (score < options.threshold ||
+          v.credentials->FalsePositiveRate(options.threshold) > options.max_false_positive_rate) {
+        continue;
+      }
       const bool reject = on_watermark_match_ == WatermarkMatchAction::kReject;
       spdlog::warn("AUDIT watermark-match action={} uploader={} adapter={} credential={}/{} score={:.4f}",
                    reject ? "reject" : "flag", tenant.id, reference, v.owner, v.id, score);
@@ -248,6 +259,15 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
       flag = absl::StrCat("matches a registered watermark (score ", absl::StrFormat("%.4f", score), ")");
       break;
     }
+  }
+  // Quotas again, now that the size is known (BeginUpload checked the count
+  // before any byte arrived; a concurrent upload may have landed since).
+  int64_t count = 0, stored = 0;
+  stack_->store->Usage(tenant.id, &count, &stored);
+  if (count >= tenant.max_adapters || stored + upload->bytes() > tenant.max_adapter_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tenant '", tenant.id, "' would exceed its quota (", tenant.max_adapters, " adapters, ",
+                     tenant.max_adapter_bytes, " bytes); delete an adapter first"));
   }
   StoredAdapter meta;
   meta.watermark_flag = flag;

@@ -60,7 +60,8 @@ class AdapterCatalog {
   absl::Status Delete(const Tenant& tenant, const std::string& reference);
   // Loads into the resident cache, waiting up to timeout.
   absl::StatusOr<v1::AdapterInfo> Prefetch(const Tenant& tenant, const std::string& reference,
-                                           absl::Duration timeout);
+                                           absl::Duration timeout,
+                                           const std::function<bool()>& cancelled = nullptr);
 
   // Upload, step 1: checks the metadata and the tenant's adapter count.
   absl::StatusOr<std::unique_ptr<AdapterUpload>> BeginUpload(const Tenant& tenant,

@@ -10,12 +10,6 @@
 namespace tessera {
 namespace {
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 // How long PrefetchAdapter waits when the client set no deadline.
 constexpr absl::Duration kPrefetchTimeout = absl::Minutes(5);
 
@@ -121,40 +115,40 @@ grpc::ServerUnaryReactor* AdapterService::ListAdapters(grpc::CallbackServerConte
                                                        const v1::ListAdaptersRequest* request,
                                                        v1::ListAdaptersResponse* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
-  if (!tenant.ok()) return Done(context, tenant.status());
+  if (!tenant.ok()) return FinishUnary(context, tenant.status());
   for (v1::AdapterInfo& info : catalog_->List(*tenant)) *response->add_adapters() = std::move(info);
-  return Done(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* AdapterService::GetAdapter(grpc::CallbackServerContext* context,
                                                      const v1::GetAdapterRequest* request,
                                                      v1::AdapterInfo* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
-  if (!tenant.ok()) return Done(context, tenant.status());
+  if (!tenant.ok()) return FinishUnary(context, tenant.status());
   absl::StatusOr<v1::AdapterInfo> info = catalog_->Get(*tenant, request->reference());
   if (info.ok()) *response = *std::move(info);
-  return Done(context, info.status());
+  return FinishUnary(context, info.status());
 }
 
 grpc::ServerUnaryReactor* AdapterService::DeleteAdapter(grpc::CallbackServerContext* context,
                                                         const v1::DeleteAdapterRequest* request,
                                                         v1::DeleteAdapterResponse* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
-  if (!tenant.ok()) return Done(context, tenant.status());
-  return Done(context, catalog_->Delete(*tenant, request->reference()));
+  if (!tenant.ok()) return FinishUnary(context, tenant.status());
+  return FinishUnary(context, catalog_->Delete(*tenant, request->reference()));
 }
 
 grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerContext* context,
                                                           const v1::PrefetchAdapterRequest* request,
                                                           v1::AdapterInfo* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
-  if (!tenant.ok()) return Done(context, tenant.status());
+  if (!tenant.ok()) return FinishUnary(context, tenant.status());
   // Blocks this callback thread for the load; loads are bounded by the
   // adapter size cap, and prefetch is an explicit, rare call.
-  absl::StatusOr<v1::AdapterInfo> info =
-      catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context));
+  absl::StatusOr<v1::AdapterInfo> info = catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context),
+                                                            [context] { return context->IsCancelled(); });
   if (info.ok()) *response = *std::move(info);
-  return Done(context, info.status());
+  return FinishUnary(context, info.status());
 }
 
 }  // namespace tessera

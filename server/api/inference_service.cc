@@ -169,15 +169,9 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* InferenceService::Generate
 grpc::ServerUnaryReactor* InferenceService::ServerInfo(grpc::CallbackServerContext* context,
                                                        const v1::ServerInfoRequest* request,
                                                        v1::ServerInfoResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
-  if (!tenant.ok()) {
-    reactor->Finish(ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
-  *response = info_;
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  if (tenant.ok()) *response = info_;
+  return FinishUnary(context, tenant.status());
 }
 
 }  // namespace tessera

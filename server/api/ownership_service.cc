@@ -9,12 +9,6 @@
 namespace tessera {
 namespace {
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 absl::Status NoVault() {
   return absl::FailedPreconditionError(
       "this server has no watermark vault; start tessera-server with --data-dir DIR");
@@ -109,13 +103,13 @@ absl::Status OwnershipService::Verify(const grpc::CallbackServerContext& context
 grpc::ServerUnaryReactor* OwnershipService::RegisterWatermark(grpc::CallbackServerContext* context,
                                                               const v1::RegisterWatermarkRequest* request,
                                                               v1::RegisterWatermarkResponse* response) {
-  return Done(context, Register(*context, *request, response));
+  return FinishUnary(context, Register(*context, *request, response));
 }
 
 grpc::ServerUnaryReactor* OwnershipService::VerifyOwnership(grpc::CallbackServerContext* context,
                                                             const v1::VerifyOwnershipRequest* request,
                                                             v1::VerifyOwnershipResponse* response) {
-  return Done(context, Verify(*context, *request, response));
+  return FinishUnary(context, Verify(*context, *request, response));
 }
 
 }  // namespace tessera

@@ -5,6 +5,7 @@
 #define TESSERA_SERVER_API_REQUEST_CONVERSION_H_
 
 #include "absl/status/statusor.h"
+#include "grpcpp/server_context.h"
 #include "grpcpp/support/status.h"
 #include "server/model/tokenizer.h"
 #include "server/scheduler/generation.h"
@@ -24,6 +25,9 @@ void FillFinalStreamMessage(const GenerationResult& result, v1::GenerateStreamRe
 
 // absl and gRPC share status codes.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Finishes a unary callback call with status at once: the reactor to return.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, const absl::Status& status);
 
 }  // namespace tessera
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -254,6 +255,21 @@ std::deque<std::unique_ptr<Scheduler::Request>>::iterator Scheduler::NextCandida
   return best;
 }
 
+void Scheduler::ChargeTenant(const std::string& tenant, double tokens) {
+  // Virtual token counters. A tenant with nothing running starts level with
+  // the least-served tenant that has something running, so neither an idle
+  // tenant's stale low counter nor a newcomer can monopolise admission.
+  double floor = std::numeric_limits<double>::infinity();
+  bool tenant_running = false;
+  for (const auto& r : running_) {
+    floor = std::min(floor, served_tokens_[r->params.tenant]);
+    tenant_running = tenant_running || r->params.tenant == tenant;
+  }
+  double& served = served_tokens_[tenant];
+  if (!tenant_running && std::isfinite(floor)) served = std::max(served, floor);
+  served += tokens;
+}
+
 void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done) {
   // Called with wake_->mu held.
   auto& queue = wake_->queue;
@@ -263,7 +279,8 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     absl::Status status;
     if (r.handle->cancelled()) {
       status = absl::OkStatus();
-    } else if (now >= r.params.deadline) {
+    } else if (now >= r.params.deadline && r.scheduled == absl::Time()) {
+      // (A preempted request already started: its call's deadline cancels it.)
       status = absl::DeadlineExceededError(absl::StrCat(
           "deadline passed after ", absl::StrFormat("%.0f", Ms(now - r.submitted)),
           " ms in the queue, before the request could start; retry with a longer deadline or when the server "
@@ -299,19 +316,11 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
       r.adapter = *std::move(pin);
     }
     r.blocks = *kv.Allocate(need);
-    r.scheduled = now;
-    // Virtual token counter: charge the tenant for what it asked; a tenant
-    // new to the counters starts at the current minimum.
-    double floor = 0;
-    if (!served_tokens_.empty()) {
-      floor =
-          std::min_element(served_tokens_.begin(), served_tokens_.end(), [](const auto& a, const auto& b) {
-            return a.second < b.second;
-          })->second;
+    if (r.scheduled == absl::Time()) {  // first admission (not a preempted request coming back)
+      r.scheduled = now;
+      ChargeTenant(r.params.tenant, static_cast<double>(r.params.prompt_ids.size()) + r.max_new);
+      if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
     }
-    auto [served, inserted] = served_tokens_.try_emplace(r.params.tenant, floor);
-    served->second += static_cast<double>(r.replay.size()) + r.max_new;
-    if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
     running_.push_back(std::move(*it));
     queue.erase(it);
   }
@@ -331,7 +340,9 @@ void Scheduler::Loop() {
       auto ready = [&] {
         if (wake_->stop || !running_.empty()) return true;
         for (const auto& r : wake_->queue) {
-          if (r->handle->cancelled() || absl::Now() >= r->params.deadline) return true;
+          if (r->handle->cancelled() || (r->scheduled == absl::Time() && absl::Now() >= r->params.deadline)) {
+            return true;
+          }
         }
         return false;
       };
@@ -341,7 +352,9 @@ void Scheduler::Loop() {
       // pin), a finished request, or the earliest queued deadline.
       while (!ready() && (wake_->queue.empty() || (!retry_admission_ && wake_->events == seen_events_))) {
         absl::Time earliest = absl::InfiniteFuture();
-        for (const auto& r : wake_->queue) earliest = std::min(earliest, r->params.deadline);
+        for (const auto& r : wake_->queue) {
+          if (r->scheduled == absl::Time()) earliest = std::min(earliest, r->params.deadline);
+        }
         if (earliest == absl::InfiniteFuture()) {
           wake_->cv.wait(lock);
         } else {
@@ -431,11 +444,14 @@ bool Scheduler::GrowBlocks() {
     if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
     if (need > 0) {
       absl::StatusOr<std::vector<int32_t>> more = kv.Allocate(need);
-      if (!more.ok()) return false;  // cannot happen: a lone request always fits (checked in Submit)
+      if (!more.ok()) {  // cannot happen: a lone request always fits (checked in Submit)
+        spdlog::error("KV cache exhausted with nothing left to preempt");
+        return false;
+      }
       r->blocks.insert(r->blocks.end(), more->begin(), more->end());
     }
   }
-  if (preempted.empty()) return true;
+  if (preempted.empty()) return false;
   std::vector<std::unique_ptr<Request>> back;
   for (auto it = running_.begin(); it != running_.end();) {
     if (std::find(preempted.begin(), preempted.end(), it->get()) == preempted.end()) {
@@ -450,6 +466,7 @@ bool Scheduler::GrowBlocks() {
     r.prompt_done = 0;
     r.chunk = 0;
     r.kv_len = 0;
+    for (auto& other : running_) other->chunk = 0;  // reassigned by RunStep
     preemptions_.fetch_add(1);
     spdlog::debug("request {} preempted after {} tokens; it will recompute {} tokens", r.params.request_id,
                   r.generated.size(), r.replay.size());
@@ -465,12 +482,15 @@ bool Scheduler::GrowBlocks() {
 }
 
 void Scheduler::RunStep() {
-  AssignPrefillChunks();
-  if (!GrowBlocks()) {
-    spdlog::error("KV cache exhausted with nothing left to preempt");
-  }
+  // Preempting frees prefill budget, so chunks are reassigned until every
+  // request in the step has its blocks.
+  do {
+    AssignPrefillChunks();
+  } while (GrowBlocks());
   kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
-  if (running_.empty()) return;
+  const bool any_rows = std::any_of(running_.begin(), running_.end(),
+                                    [](const auto& r) { return !r->prefilling() || r->chunk > 0; });
+  if (!any_rows) return;
   // Sequences of the same adapter sit next to each other, so each adapter is
   // one segment (stable: FIFO order within an adapter); the step's slot table
   // lists each pinned adapter once.

@@ -142,8 +142,10 @@ class Scheduler {
   void AssignPrefillChunks();
   // Gives every request in the step the KV blocks its rows need, preempting
   // the youngest requests (back to the queue, recomputed later) when the
-  // cache is full. False if even that cannot make room.
+  // cache is full. True when it preempted (chunks must be reassigned).
   bool GrowBlocks();
+  // Adds tokens to tenant's virtual counter (fair admission).
+  void ChargeTenant(const std::string& tenant, double tokens);
   void FinishRequest(Request& r, FinishReason reason, absl::Status status = absl::OkStatus());
 
   Engine* engine_;

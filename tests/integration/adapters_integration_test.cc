@@ -572,9 +572,9 @@ TEST(EvictionStormTest, TwoAdapterBudgetTwentyAdaptersFiveHundredRequestsNoMisma
   ASSERT_EQ(largest, smallest);
   // Restart with room for two adapters only.
   const double budget_mb = (2.0 * static_cast<double>(largest) + 0.5) / (1 << 20);
-  auto server = testing::ServerProcess::Start(
-      testing::TinyLlamaModelDir(),
-      {"--data-dir", data.path(), "--adapter-cache-mb", absl::StrFormat("%.12f", budget_mb), "--max-batch-size", "8"});
+  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
+                                              {"--data-dir", data.path(), "--adapter-cache-mb",
+                                               absl::StrFormat("%.12f", budget_mb), "--max-batch-size", "8"});
   ASSERT_NE(server, nullptr);
   auto client = ConnectOrDie(*server);
   std::vector<int> order(500);

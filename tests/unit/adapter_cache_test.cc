@@ -28,6 +28,7 @@ class FakeLoader {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return !hold_; });
       if (key.rfind("bad", 0) == 0) return absl::DataLossError(absl::StrCat(key, " is corrupt"));
+      if (key.rfind("flaky", 0) == 0 && calls_.load() == 1) return absl::UnavailableError("disk hiccup");
       return FakeAdapter(key, 100);
     };
   }
@@ -100,6 +101,47 @@ TEST(AdapterCacheTest, PinnedAdaptersAreNeverEvictedAndTheBudgetHolds) {
   EXPECT_LE(cache.stats().resident_bytes, 200);
   EXPECT_EQ(b->name, "b");
   EXPECT_EQ(cp->name, "c");
+}
+
+TEST(AdapterCacheTest, NoEvictionWhenItCannotMakeEnoughRoom) {
+  FakeLoader loader;
+  AdapterCache cache(250, loader.loader());  // 2.5 adapters of 100 bytes
+  AdapterPin a = PinWhenResident(cache, "a");
+  AdapterPin b = PinWhenResident(cache, "b");
+  b.reset();  // b is evictable, a is pinned
+  // c fits after evicting b: evicted.
+  AdapterPin c = PinWhenResident(cache, "c");
+  EXPECT_EQ(cache.StateOf("b"), AdapterCache::State::kAbsent);
+  c.reset();
+  // With a pinned and only c evictable, d fits (a + d = 200): c goes.
+  AdapterPin d = PinWhenResident(cache, "d");
+  EXPECT_EQ(cache.StateOf("c"), AdapterCache::State::kAbsent);
+  // Both pinned: e does not fit, and nothing unpinned is thrown away for it.
+  auto e = cache.TryPin("e", 100);
+  EXPECT_TRUE(IsNotResident(e.status()));
+  EXPECT_EQ(cache.stats().evictions, 2);
+  EXPECT_EQ(cache.StateOf("e"), AdapterCache::State::kAbsent);
+}
+
+TEST(AdapterCacheTest, ErasedPinnedAdapterKeepsItsBytesCountedUntilUnpinned) {
+  FakeLoader loader;
+  AdapterCache cache(200, loader.loader());
+  AdapterPin a = PinWhenResident(cache, "a");
+  cache.Erase("a");
+  EXPECT_EQ(cache.stats().resident_bytes, 100);
+  EXPECT_EQ(cache.TryPin("a", 100).status().code(), absl::StatusCode::kNotFound);
+  a.reset();
+  EXPECT_EQ(cache.stats().resident_bytes, 0);
+}
+
+TEST(AdapterCacheTest, TransientLoadFailuresAreRetried) {
+  FakeLoader loader;
+  AdapterCache cache(1000, loader.loader());
+  // The first load fails with a transient error; the waiter's retry loads it.
+  EXPECT_TRUE(cache.Prefetch("flaky", 100, absl::Seconds(10)).ok());
+  EXPECT_EQ(loader.calls(), 2);
+  EXPECT_EQ(cache.stats().load_failures, 1);
+  EXPECT_EQ(cache.StateOf("flaky"), AdapterCache::State::kResident);
 }
 
 TEST(AdapterCacheTest, ErasedAdapterStaysValidForItsPinHolders) {

@@ -18,7 +18,8 @@ TEST(FlagsTest, DashedNamesBecomeUnderscoresValuesStayIntact) {
 }
 
 TEST(FlagsTest, RepeatableFlagsAreJoined) {
-  std::vector<std::string> in = {"prog", "--adapter", "a=/x", "--model=m", "--adapter=b=/y", "--threads", "2"};
+  std::vector<std::string> in = {"prog",           "--adapter", "a=/x", "--model=m",
+                                 "--adapter=b=/y", "--threads", "2"};
   std::vector<char*> argv;
   for (auto& s : in) argv.push_back(s.data());
   std::vector<std::string> out = NormalizeFlagNames(static_cast<int>(argv.size()), argv.data());

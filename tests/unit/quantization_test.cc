@@ -43,8 +43,8 @@ std::unique_ptr<Model> Load(WeightFormat format, int32_t group) {
 }
 
 struct GenerationRun {
-  std::vector<float> logits;      // last prompt position
-  std::vector<int32_t> greedy;    // 16 tokens
+  std::vector<float> logits;    // last prompt position
+  std::vector<int32_t> greedy;  // 16 tokens
 };
 
 GenerationRun Generate(const Model& model, int prompt) {
@@ -60,7 +60,8 @@ GenerationRun Generate(const Model& model, int prompt) {
   for (int step = 0; step <= 16; ++step) {
     BatchPlan plan;
     plan.token_ids = step == 0 ? ids : std::vector<int32_t>{run.greedy.back()};
-    for (size_t i = 0; i < plan.token_ids.size(); ++i) plan.positions.push_back(kv_len + static_cast<int32_t>(i));
+    for (size_t i = 0; i < plan.token_ids.size(); ++i)
+      plan.positions.push_back(kv_len + static_cast<int32_t>(i));
     plan.sequences.push_back({0, plan.num_tokens(), kv_len, blocks, true});
     EXPECT_TRUE(engine->Step(plan, &logits).ok());
     kv_len += plan.num_tokens();
@@ -93,7 +94,8 @@ TEST(QuantizationTest, Int8LogitsAndGreedyMatchTheDequantizedReference) {
     EXPECT_LE(d, 1e-3f) << "prompt " << p;
     EXPECT_EQ(run.greedy, expected["greedy"][p].get<std::vector<int32_t>>()) << "prompt " << p;
     worst_vs_ref = std::max(worst_vs_ref, d);
-    worst_vs_fp32 = std::max(worst_vs_fp32, MaxAbsDiff(run.logits, ExpectedTensor("base/" + std::to_string(p))));
+    worst_vs_fp32 =
+        std::max(worst_vs_fp32, MaxAbsDiff(run.logits, ExpectedTensor("base/" + std::to_string(p))));
   }
   // Distance from the fp32 model, as recorded by the fixture (0.105): int8
   // moves logits by about a tenth and keeps every greedy token.
@@ -113,7 +115,8 @@ TEST(QuantizationTest, Int4Group32LogitsAndGreedyMatchTheDequantizedReference) {
     EXPECT_LE(d, 1e-3f) << "prompt " << p;
     EXPECT_EQ(run.greedy, expected["greedy"][p].get<std::vector<int32_t>>()) << "prompt " << p;
     worst_vs_ref = std::max(worst_vs_ref, d);
-    worst_vs_fp32 = std::max(worst_vs_fp32, MaxAbsDiff(run.logits, ExpectedTensor("base/" + std::to_string(p))));
+    worst_vs_fp32 =
+        std::max(worst_vs_fp32, MaxAbsDiff(run.logits, ExpectedTensor("base/" + std::to_string(p))));
   }
   // The fixture records 1.83 between int4 (group 32) and fp32 logits; greedy
   // diverges from fp32 on prompt 4 after five tokens.
@@ -169,7 +172,8 @@ TEST(QuantizationTest, OptionsAreValidated) {
   for (int64_t g : {0, -8, 12, 1}) {
     auto s = ParseQuantOptions("int4", g);
     ASSERT_FALSE(s.ok()) << g;
-    EXPECT_NE(s.status().message().find("--quant-group-size must be a positive multiple of 8"), std::string::npos);
+    EXPECT_NE(s.status().message().find("--quant-group-size must be a positive multiple of 8"),
+              std::string::npos);
   }
 }
 
@@ -192,14 +196,16 @@ TEST(VectorIsaTest, EveryIsaAgreesWithTheReference) {
     double dot = 0;
     for (int64_t i = 0; i < n; ++i) dot += double{a[i]} * b[i];
     for (const VectorIsa* isa : isas) {
-      EXPECT_NEAR(isa->dot(a.data(), b.data(), n), dot, 1e-4 * (1 + std::sqrt(double(n)))) << isa->name << " n=" << n;
+      EXPECT_NEAR(isa->dot(a.data(), b.data(), n), dot, 1e-4 * (1 + std::sqrt(double(n))))
+          << isa->name << " n=" << n;
       std::vector<float> d8(n), d4(n);
       isa->dequant_int8(q8.data(), 0.5f, d8.data(), n);
       isa->dequant_int4(q4.data(), scales.data(), group, d4.data(), n);
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_EQ(d8[i], q8[i] * 0.5f) << isa->name;
         const int nib = (i & 1) ? (q4[i / 2] >> 4) : (q4[i / 2] & 15);
-        ASSERT_EQ(d4[i], static_cast<float>(nib >= 8 ? nib - 16 : nib) * scales[i / group]) << isa->name << " i=" << i;
+        ASSERT_EQ(d4[i], static_cast<float>(nib >= 8 ? nib - 16 : nib) * scales[i / group])
+            << isa->name << " i=" << i;
       }
     }
   }
@@ -233,8 +239,10 @@ TEST(VectorIsaTest, FusedQuantizedDotsMatchTheReferenceAndIgnoreBatching) {
           ref8 += double{x[r * n + i]} * w8[i];
           ref4 += double{x[r * n + i]} * w4[i];
         }
-        EXPECT_NEAR(all8[r], ref8, 1e-4 * (1 + std::fabs(ref8)) * std::sqrt(double(n))) << isa->name << " n=" << n;
-        EXPECT_NEAR(all4[r], ref4, 1e-4 * (1 + std::fabs(ref4)) * std::sqrt(double(n))) << isa->name << " n=" << n;
+        EXPECT_NEAR(all8[r], ref8, 1e-4 * (1 + std::fabs(ref8)) * std::sqrt(double(n)))
+            << isa->name << " n=" << n;
+        EXPECT_NEAR(all4[r], ref4, 1e-4 * (1 + std::fabs(ref4)) * std::sqrt(double(n)))
+            << isa->name << " n=" << n;
         // The same row computed alone: bit-identical.
         float one8, one4;
         isa->dot_int8_rows(x.data() + r * n, n, 1, q8.data(), 0.25f, n, &one8);
@@ -278,7 +286,8 @@ TEST(LinearKernelTest, QuantizedLinearMatchesDequantizedReference) {
           for (int64_t o = 0; o < out; ++o) {
             double ref = 0.25;
             for (int64_t i = 0; i < in; ++i) ref += double{x[r * in + i]} * deq[o * in + i];
-            EXPECT_NEAR(y[r * out + o], ref, 1e-4 * (1 + std::fabs(ref))) << WeightFormatName(f) << " in=" << in;
+            EXPECT_NEAR(y[r * out + o], ref, 1e-4 * (1 + std::fabs(ref)))
+                << WeightFormatName(f) << " in=" << in;
           }
         }
       }

@@ -74,9 +74,10 @@ TEST(QuantizedCheckpointTest, SchemeMismatchIsAClearError) {
   auto m = LoadModel(out, o);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(m.status().message().find("pre-quantized as int4 (group 32) but int4 (group 128) was asked for; pass "
-                                      "--quantize int4 --quant-group-size 32"),
-            std::string::npos)
+  EXPECT_NE(
+      m.status().message().find("pre-quantized as int4 (group 32) but int4 (group 128) was asked for; pass "
+                                "--quantize int4 --quant-group-size 32"),
+      std::string::npos)
       << m.status();
 }
 

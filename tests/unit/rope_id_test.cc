@@ -60,7 +60,11 @@ TEST(RopeIdConfigTest, MalformedRopeIdIsRefusedClearly) {
   expect_error([](auto& r) { r["rotated_fraction"] = 1.5; }, "rotated_fraction must be in (0, 1]");
   expect_error([](auto& r) { r["rotated_dims"] = 7; }, "rotated_dims must be even");
   expect_error([](auto& r) { r["rotated_dims"] = 12; }, "disagrees with rotated_fraction");
-  expect_error([](auto& r) { r["inv_freq"] = {1.0, 0.5}; }, "inv_freq has 2 entries, rotated_dims/2 = 4 expected");
+  expect_error(
+      [](auto& r) {
+        r["inv_freq"] = {1.0, 0.5};
+      },
+      "inv_freq has 2 entries, rotated_dims/2 = 4 expected");
   expect_error([](auto& r) { r["inv_freq"] = {1.0, 0.5, -1.0, 0.1}; }, "positive and finite");
 }
 
@@ -74,7 +78,8 @@ class RopeIdModelTest : public ::testing::Test {
   static void TearDownTestSuite() { delete model_; }
 
   // Prefills ids in chunks of `chunk` tokens, then decodes greedily.
-  static std::pair<std::vector<float>, std::vector<int32_t>> Generate(const std::vector<int32_t>& ids, int chunk) {
+  static std::pair<std::vector<float>, std::vector<int32_t>> Generate(const std::vector<int32_t>& ids,
+                                                                      int chunk) {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = 1024;
@@ -113,8 +118,7 @@ TEST_F(RopeIdModelTest, PromptsMatchTheReference) {
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("ropeid/" + std::to_string(p))), 1e-4f) << p;
     // All 16 steps, even prompt 4 whose first step has a top-2 margin of only
     // 4.9e-4 (the fixture calls it unreliable across summation orders).
-    EXPECT_EQ(greedy, r["greedy"][p].get<std::vector<int32_t>>())
-        << p;
+    EXPECT_EQ(greedy, r["greedy"][p].get<std::vector<int32_t>>()) << p;
   }
   EXPECT_GT(MaxAbsDiff(Generate(testing::PromptIds(3), 64).first, ExpectedTensor("base/3")), 1.0f);
 }
@@ -122,7 +126,7 @@ TEST_F(RopeIdModelTest, PromptsMatchTheReference) {
 TEST_F(RopeIdModelTest, LongRequestBeyondTheTrainingLengthMatches) {
   const auto& long_case = testing::Expected()["rope_id"]["long"];
   const std::vector<int32_t> ids = long_case["ids"].get<std::vector<int32_t>>();
-  ASSERT_EQ(ids.size(), 598u);  // > max_position_embeddings = 256
+  ASSERT_EQ(ids.size(), 598u);    // > max_position_embeddings = 256
   for (int chunk : {598, 100}) {  // one step, and chunked prefill
     auto [logits, greedy] = Generate(ids, chunk);
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("ropeid_long/0")), 1e-4f) << "chunk " << chunk;
@@ -135,7 +139,8 @@ TEST_F(RopeIdModelTest, LongRequestBeyondTheTrainingLengthMatches) {
 TEST(RopePrecisionTest, ScoresDependOnlyOnDistanceEvenAtAMillion) {
   constexpr int32_t kHeadDim = 128;
   std::vector<float> inv_freq(kHeadDim / 2);
-  for (int i = 0; i < kHeadDim / 2; ++i) inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / kHeadDim));
+  for (int i = 0; i < kHeadDim / 2; ++i)
+    inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / kHeadDim));
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> q0(kHeadDim), k0(kHeadDim);

@@ -3,10 +3,13 @@
 // adapters, and attacks on the released factors.
 #include "adapters/watermark.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "adapters/watermark_vault.h"
 #include "gtest/gtest.h"
 #include "server/model/model_config.h"
 #include "server/model/safetensors.h"
@@ -268,6 +271,52 @@ TEST_F(WatermarkTest, MalformedCredentialsGetClearErrors) {
     EXPECT_EQ(cred.status().code(), absl::StatusCode::kInvalidArgument) << c.message << ": " << cred.status();
     EXPECT_NE(cred.status().message().find(c.message), std::string::npos) << cred.status();
   }
+}
+
+TEST_F(WatermarkTest, VaultStoresPrivatelyReloadsAndRefusesWeakCredentials) {
+  testing::TempDir dir;
+  const std::string passport = testing::ReadFileOrDie(Dir("owner_secret/passport.safetensors"));
+  const std::string raw = testing::ReadFileOrDie(Dir("owner_secret/original_lora.safetensors"));
+  {
+    auto vault = WatermarkVault::Open(dir.Join("vault"), *base_);
+    ASSERT_TRUE(vault.ok()) << vault.status();
+    auto e = (*vault)->Register("acme", "k1", passport, raw);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->credentials->modules.size(), 14u);
+    EXPECT_EQ((*vault)->Register("acme", "k1", passport, raw).status().code(),
+              absl::StatusCode::kAlreadyExists);
+    struct stat st;
+    ASSERT_EQ(::stat(dir.Join("vault/acme/k1/raw_factors.safetensors").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    // Rank 2 on one module: an unrelated adapter would pass 0.5 far too often.
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    auto random_tensor = [&](const std::string& name, std::vector<int64_t> shape) {
+      TensorToWrite t;
+      t.name = name;
+      t.shape = shape;
+      std::vector<float> v(shape[0] * shape[1]);
+      for (float& x : v) x = normal(rng);
+      t.data.resize(v.size() * sizeof(float));
+      std::memcpy(t.data.data(), v.data(), t.data.size());
+      return t;
+    };
+    const std::string q = "base_model.model.model.layers.0.self_attn.q_proj.";
+    ASSERT_TRUE(WriteSafetensors(dir.Join("p.safetensors"), {random_tensor("C", {2, 2})}).ok());
+    ASSERT_TRUE(WriteSafetensors(dir.Join("r.safetensors"), {random_tensor(q + "lora_A.weight", {2, 64}),
+                                                             random_tensor(q + "lora_B.weight", {64, 2})})
+                    .ok());
+    auto weak = (*vault)->Register("acme", "weak", testing::ReadFileOrDie(dir.Join("p.safetensors")),
+                                   testing::ReadFileOrDie(dir.Join("r.safetensors")));
+    EXPECT_EQ(weak.status().code(), absl::StatusCode::kInvalidArgument) << weak.status();
+    EXPECT_NE(weak.status().message().find("cannot prove ownership"), std::string::npos) << weak.status();
+  }
+  auto reopened = WatermarkVault::Open(dir.Join("vault"), *base_);
+  ASSERT_TRUE(reopened.ok());
+  ASSERT_EQ((*reopened)->All().size(), 1u);
+  EXPECT_TRUE(VerifyWatermark(Load("seal"), *(*reopened)->Find("acme", "k1")->credentials).owned);
+  EXPECT_EQ((*reopened)->Find("acme", "weak").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
