@@ -145,6 +145,9 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  // No SO_REUSEPORT: with it, two servers asking for port 0 (or a fixed
+  // port) can end up sharing one and splitting each other's connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.RegisterService(&adapter_service);

@@ -533,6 +533,18 @@ TEST(BadModelFolderTest, CorruptPrequantizedCheckpoint) {
   EXPECT_NE(r.output.find("past the end of the data"), std::string::npos) << r.output;
 }
 
+TEST(BadFlagsTest, PortAlreadyServedByAnotherServerIsRefused) {
+  // Without SO_REUSEPORT the second server cannot share the first one's port
+  // (and silently take half of its connections).
+  auto first = testing::ServerProcess::Start(testing::TinyLlamaModelDir());
+  ASSERT_NE(first, nullptr);
+  testing::CommandResult r =
+      testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
+                           testing::TinyLlamaModelDir(), "--listen", first->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot listen on '" + first->address() + "'"), std::string::npos) << r.output;
+}
+
 TEST(BadFlagsTest, UnusableListenAddress) {
   testing::CommandResult r =
       testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
