@@ -1,6 +1,7 @@
 #include "server/api/adapter_service.h"
 
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -72,12 +73,15 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
         return upload_->Append(message_.chunk().file(), message_.chunk().data());
       case v1::UploadAdapterRequest::kSha256: {
         if (!upload_) return absl::InvalidArgumentError("the first upload message must carry the metadata");
-        absl::StatusOr<v1::AdapterInfo> info =
-            catalog_->FinishUpload(tenant_, metadata_, std::move(upload_), message_.sha256());
-        if (!info.ok()) return info.status();
-        *response_ = *std::move(info);
+        // Validation reads and converts the whole adapter: do it off the
+        // gRPC callback thread. Nothing touches `this` after Finish.
         finished_ = true;
-        Finish(grpc::Status::OK);
+        std::thread([this, upload = std::move(upload_), sha = message_.sha256()]() mutable {
+          absl::StatusOr<v1::AdapterInfo> info =
+              catalog_->FinishUpload(tenant_, metadata_, std::move(upload), sha);
+          if (info.ok()) *response_ = *std::move(info);
+          Finish(ToGrpcStatus(info.status()));
+        }).detach();
         return absl::OkStatus();
       }
       default:
@@ -143,8 +147,8 @@ grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerCo
                                                           v1::AdapterInfo* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
-  // Blocks this callback thread for the load; loads are bounded by the
-  // adapter size cap, and prefetch is an explicit, rare call.
+  // Waits on this callback thread for the load, stopping on cancellation or
+  // the deadline; prefetch is an explicit, rare call.
   absl::StatusOr<v1::AdapterInfo> info = catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context),
                                                             [context] { return context->IsCancelled(); });
   if (info.ok()) *response = *std::move(info);

@@ -1,7 +1,8 @@
 // tessera.v1.Adapters on the gRPC callback API: authentication, then the
 // AdapterCatalog's policy. UploadAdapter streams file chunks straight into
 // the store's staging area, so an upload never sits whole in memory; a stream
-// that ends early, or any error, removes what it wrote.
+// that ends early, or any error, removes what it wrote. The final validation
+// and commit run on a thread of their own, not on a gRPC callback thread.
 //
 // Thread safety: all methods may be called concurrently by gRPC.
 #ifndef TESSERA_SERVER_API_ADAPTER_SERVICE_H_
