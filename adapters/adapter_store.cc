@@ -1,6 +1,7 @@
 #include "adapters/adapter_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -338,6 +339,15 @@ absl::StatusOr<std::unique_ptr<AdapterStore>> AdapterStore::Open(const std::stri
         "the adapter store directory is empty; pass a directory with --data-dir");
   }
   std::unique_ptr<AdapterStore> store(new AdapterStore(dir));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  store->lock_fd_ = ::open((dir + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (store->lock_fd_ < 0) return ErrnoError(errno, absl::StrCat("cannot create ", dir, "/.lock"));
+  if (::flock(store->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the adapter store ", dir, " is in use by another process (", dir,
+                     "/.lock is held); give each tessera-server its own --data-dir"));
+  }
   {
     std::lock_guard<std::mutex> lock(store->mu_);
     TESSERA_RETURN_IF_ERROR(store->LoadLocked());
@@ -345,6 +355,10 @@ absl::StatusOr<std::unique_ptr<AdapterStore>> AdapterStore::Open(const std::stri
                  store->quarantined_);
   }
   return store;
+}
+
+AdapterStore::~AdapterStore() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
 absl::Status AdapterStore::LoadLocked() {

@@ -95,10 +95,12 @@ class AdapterUpload {
 
 class AdapterStore {
  public:
-  // Opens DIR, creating it if needed. Fails only when DIR is unusable (not
+  // Opens DIR, creating it if needed, and locks it (flock on DIR/.lock):
+  // FailedPrecondition while another process has it open. Fails only when DIR is unusable (not
   // writable, manifest.json not JSON at all — then it is moved aside to
   // quarantine and an empty store starts; only an I/O error fails).
   static absl::StatusOr<std::unique_ptr<AdapterStore>> Open(const std::string& dir);
+  ~AdapterStore();  // releases the directory lock
 
   // A new upload of at most max_bytes (both files).
   absl::StatusOr<std::unique_ptr<AdapterUpload>> BeginUpload(int64_t max_bytes);
@@ -132,6 +134,7 @@ class AdapterStore {
  private:
   friend class AdapterUpload;
   explicit AdapterStore(std::string dir) : dir_(std::move(dir)) {}
+  int lock_fd_ = -1;  // flock on DIR/.lock: one server per store
   // ... implementation details (manifest I/O, quarantine) ...
   std::string AdaptersDir() const;
   std::string StagingDir() const;

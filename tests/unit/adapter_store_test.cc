@@ -521,3 +521,23 @@ TEST_F(AdapterStoreTest, NewerManifestVersionIsRefused) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(AdapterStoreLockTest, OneProcessPerStoreDirectory) {
+  const std::string dir = ::testing::TempDir() + "/store-lock-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  {
+    auto first = AdapterStore::Open(dir);
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto second = AdapterStore::Open(dir);
+    EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+    EXPECT_NE(second.status().message().find("its own --data-dir"), std::string::npos) << second.status();
+  }
+  EXPECT_TRUE(AdapterStore::Open(dir).ok());  // released with the first store
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tessera
