@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -39,108 +40,6 @@ int64_t NowUnixMs() {
 }
 
 std::string JoinPath(const std::string& a, const std::string& b) { return (fs::path(a) / b).string(); }
-
-// `what` failed with errno `err`: a status whose code follows the errno and
-// whose message says what to do for the usual operator-fixable causes.
-absl::Status ErrnoError(int err, const std::string& what) {
-  absl::StatusCode code = err == 0 ? absl::StatusCode::kInternal : absl::ErrnoToStatusCode(err);
-  const char* hint = "";
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-      code = absl::StatusCode::kResourceExhausted;
-      hint = "; free disk space on the data directory's file system and retry";
-      break;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      code = absl::StatusCode::kPermissionDenied;
-      hint = "; make the data directory writable by the server process";
-      break;
-    default:
-      break;
-  }
-  return absl::Status(code, absl::StrCat(what, ": ", err == 0 ? "I/O error" : std::strerror(err), hint));
-}
-
-absl::Status FsError(const std::error_code& ec, const std::string& what) {
-  return ErrnoError(ec.value() != 0 ? ec.value() : EIO, what);
-}
-
-// Writes all of `data` at `offset`, retrying short writes and EINTR.
-absl::Status PwriteAll(int fd, std::string_view data, int64_t offset, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, what);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status FsyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open directory ", dir, " to fsync it"));
-  absl::Status status;
-  if (::fsync(fd) != 0) status = ErrnoError(errno, absl::StrCat("fsync of directory ", dir, " failed"));
-  ::close(fd);
-  return status;
-}
-
-// Creates or truncates `path`, writes `content` and fsyncs it.
-absl::Status WriteFileDurably(const std::string& path, std::string_view content) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot create ", path));
-  absl::Status status = PwriteAll(fd, content, 0, absl::StrCat("writing ", path, " failed"));
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoError(errno, absl::StrCat("fsync of ", path, " failed"));
-  if (::close(fd) != 0 && status.ok()) status = ErrnoError(errno, absl::StrCat("closing ", path, " failed"));
-  return status;
-}
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", path));
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoError(err, absl::StrCat("reading ", path, " failed"));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
-// Streams the file into `sha`; returns its size. NotFound when missing.
-absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", path));
-  std::string buf(1 << 20, '\0');
-  int64_t total = 0;
-  while (true) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoError(err, absl::StrCat("reading ", path, " failed"));
-    }
-    if (n == 0) break;
-    sha->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-    total += n;
-  }
-  ::close(fd);
-  return total;
-}
 
 std::string FormatMiB(int64_t bytes) {
   constexpr int64_t kMiB = int64_t{1} << 20;
@@ -699,6 +598,14 @@ std::optional<StoredAdapter> AdapterStore::Find(const std::string& owner, const 
   std::lock_guard<std::mutex> lock(mu_);
   for (const StoredAdapter& e : entries_) {
     if (e.owner == owner && e.name == name) return e;
+  }
+  return std::nullopt;
+}
+
+std::optional<StoredAdapter> AdapterStore::FindById(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const StoredAdapter& e : entries_) {
+    if (e.id == id) return e;
   }
   return std::nullopt;
 }

@@ -115,6 +115,7 @@ class AdapterStore {
   absl::Status Remove(const std::string& owner, const std::string& name);
 
   std::optional<StoredAdapter> Find(const std::string& owner, const std::string& name) const;
+  std::optional<StoredAdapter> FindById(const std::string& id) const;
   // Every entry, sorted by reference.
   std::vector<StoredAdapter> List() const;
   // Count and stored bytes of owner's adapters (quotas).

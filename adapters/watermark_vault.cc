@@ -1,6 +1,5 @@
 #include "adapters/watermark_vault.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -20,39 +20,12 @@ namespace fs = std::filesystem;
 constexpr char kPassportFile[] = "passport.safetensors";
 constexpr char kRawFactorsFile[] = "raw_factors.safetensors";
 
-absl::Status WritePrivateFile(const std::string& path, std::string_view data) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return absl::InternalError(absl::StrCat("cannot fsync ", path));
-  return absl::OkStatus();
-}
-
 absl::Status MakePrivateDir(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", ec.message()));
+  if (ec) return FsError(ec, absl::StrCat("cannot create ", path));
   ::chmod(path.c_str(), 0700);
   return absl::OkStatus();
-}
-
-void SyncDir(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 }  // namespace
@@ -84,8 +57,8 @@ absl::StatusOr<std::unique_ptr<WatermarkVault>> WatermarkVault::Open(const std::
 absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::WriteAndParse(
     const std::string& path, std::string_view passport, std::string_view raw_factors) const {
   TESSERA_RETURN_IF_ERROR(MakePrivateDir(path));
-  TESSERA_RETURN_IF_ERROR(WritePrivateFile(path + "/" + kPassportFile, passport));
-  TESSERA_RETURN_IF_ERROR(WritePrivateFile(path + "/" + kRawFactorsFile, raw_factors));
+  TESSERA_RETURN_IF_ERROR(WriteFileDurably(path + "/" + kPassportFile, passport, 0600));
+  TESSERA_RETURN_IF_ERROR(WriteFileDurably(path + "/" + kRawFactorsFile, raw_factors, 0600));
   absl::StatusOr<WatermarkCredentials> cred =
       LoadWatermarkCredentials(path + "/" + kPassportFile, path + "/" + kRawFactorsFile, base_);
   if (!cred.ok()) {
@@ -159,7 +132,8 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, co
     fs::remove_all(staging, ec);
     return absl::InternalError(absl::StrCat("cannot store the credentials: ", ec.message()));
   }
-  SyncDir(owner_dir);
+  if (absl::Status s = FsyncDir(owner_dir); !s.ok())
+    spdlog::warn("watermark vault: {}", std::string(s.message()));
   entries_.push_back({owner, id, *cred});
   spdlog::info("watermark vault: tenant {} registered credential {} ({} modules, rank {})", owner, id,
                (*cred)->modules.size(), (*cred)->rank);

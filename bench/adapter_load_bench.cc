@@ -104,10 +104,10 @@ int Run() {
         absl::Time t0 = absl::Now();
         Sha256 sha;
         for (const char* f : {"/adapter_config.json", "/adapter_model.safetensors"}) {
-          std::ifstream in(dir + f, std::ios::binary);
-          std::vector<char> buf(1 << 20);
-          while (in.read(buf.data(), buf.size()) || in.gcount() > 0)
-            sha.Update(std::string_view(buf.data(), in.gcount()));
+          if (absl::StatusOr<int64_t> n = HashFileInto(dir + f, &sha); !n.ok()) {
+            std::fprintf(stderr, "%s\n", std::string(n.status().message()).c_str());
+            return 1;
+          }
         }
         (void)sha.HexDigest();
         absl::Time t1 = absl::Now();

@@ -1,6 +1,8 @@
 #include "common/sha256.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 
 namespace tessera {
 namespace {
@@ -32,11 +35,6 @@ std::string ToHex(const unsigned char* bytes, unsigned int n) {
     out[2 * i + 1] = kDigits[bytes[i] & 0xf];
   }
   return out;
-}
-
-absl::Status FileError(int err, const std::string& what) {
-  const absl::StatusCode code = err == 0 ? absl::StatusCode::kInternal : absl::ErrnoToStatusCode(err);
-  return absl::Status(code, absl::StrCat(what, ": ", err == 0 ? "I/O error" : std::strerror(err)));
 }
 
 }  // namespace
@@ -69,23 +67,31 @@ std::string Sha256Hex(std::string_view data) {
   return sha.HexDigest();
 }
 
-absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (f == nullptr) {
-    return FileError(errno, absl::StrCat("cannot open ", path, " to compute its sha256"));
-  }
-  Sha256 sha;
-  std::vector<char> buf(1 << 20);
+absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", path));
+  std::string buf(1 << 20, '\0');
+  int64_t total = 0;
   while (true) {
-    const size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
-    if (n > 0) sha.Update(std::string_view(buf.data(), n));
-    if (n < buf.size()) {
-      if (std::ferror(f.get())) {
-        return FileError(errno, absl::StrCat("reading ", path, " failed"));
-      }
-      break;
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return ErrnoError(err, absl::StrCat("reading ", path, " failed"));
     }
+    if (n == 0) break;
+    sha->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    total += n;
   }
+  ::close(fd);
+  return total;
+}
+
+absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path) {
+  Sha256 sha;
+  absl::StatusOr<int64_t> bytes = HashFileInto(path, &sha);
+  if (!bytes.ok()) return bytes.status();
   return sha.HexDigest();
 }
 

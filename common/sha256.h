@@ -38,6 +38,9 @@ std::string Sha256Hex(std::string_view data);
 // Hex sha256 of the file at `path`, read in chunks. NotFound when it does not
 // exist, another error when it cannot be read.
 absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path);
+// Streams the file into sha (so several files can share one digest); returns
+// its size. NotFound when missing.
+absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha);
 
 }  // namespace tessera
 

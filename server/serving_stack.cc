@@ -84,22 +84,10 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   // Stored adapters load lazily through the cache: "@ID" keys; the file
   // hashes are checked on every load, so a corrupted entry is quarantined
   // instead of served.
-  AdapterStore* store = stack->store.get();
-  const ModelConfig* config = &c;
-  const AdapterLimits limits = o.adapter_limits;
-  auto loader = [store, config,
-                 limits](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
-    if (store == nullptr || key.empty() || key[0] != '@') {
-      return absl::NotFoundError("the adapter is not stored on this server");
-    }
-    for (const StoredAdapter& e : store->List()) {
-      if (e.id != key.substr(1)) continue;
-      TESSERA_RETURN_IF_ERROR(store->Verify(e));
-      return LoadAdapter(e.reference(), store->PathOf(e), *config, limits);
-    }
-    return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
-  };
-  stack->cache = std::make_unique<AdapterCache>(o.adapter_cache_bytes, loader, o.adapter_cache_observer);
+  const ServingStack* self = stack.get();
+  stack->cache = std::make_unique<AdapterCache>(
+      o.adapter_cache_bytes, [self](const std::string& key) { return self->LoadAdapterByKey(key); },
+      o.adapter_cache_observer);
   for (const std::shared_ptr<const Adapter>& a : stack->adapters->all())
     stack->cache->AddPermanent(a->name, a);
 
@@ -194,6 +182,19 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
 }
 
 std::string StoredAdapterKey(const std::string& id) { return "@" + id; }
+
+absl::StatusOr<std::shared_ptr<const Adapter>> ServingStack::LoadAdapterByKey(const std::string& key) const {
+  if (key.empty() || key[0] != '@') {
+    absl::StatusOr<int32_t> slot = adapters->Resolve(key);
+    if (!slot.ok()) return slot.status();
+    return adapters->all()[*slot];
+  }
+  std::optional<StoredAdapter> e = store ? store->FindById(key.substr(1)) : std::nullopt;
+  if (!e)
+    return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
+  TESSERA_RETURN_IF_ERROR(store->Verify(*e));
+  return LoadAdapter(e->reference(), store->PathOf(*e), model->config, adapter_limits);
+}
 
 ServingStack::~ServingStack() {
   if (scheduler) scheduler->Stop();

@@ -67,6 +67,10 @@ struct ServingStack {
   AdapterLimits adapter_limits;
 
   v1::ServerInfoResponse Info() const;
+  // Reads an adapter by AdapterCache key: a start-up adapter's name, or a
+  // stored one ("@ID": sha256 re-checked, so corruption is quarantined, never
+  // served). What the cache's loader runs on a miss.
+  absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterByKey(const std::string& key) const;
   ~ServingStack();  // stops the scheduler before the cache it pins from goes
 };
 

@@ -58,17 +58,7 @@ AdapterCatalog::AdapterCatalog(ServingStack* stack, int64_t max_upload_bytes,
 absl::StatusOr<std::shared_ptr<const Adapter>> AdapterCatalog::LoadForVerification(
     const Tenant& tenant, const std::string& reference) const {
   TESSERA_ASSIGN_OR_RETURN(ResolvedAdapter resolved, ResolveForUse(tenant, reference));
-  if (resolved.key.empty() || resolved.key[0] != '@') {
-    TESSERA_ASSIGN_OR_RETURN(int32_t slot, stack_->adapters->Resolve(resolved.key));
-    return stack_->adapters->all()[slot];
-  }
-  for (const StoredAdapter& e : stack_->store->List()) {
-    if (StoredAdapterKey(e.id) != resolved.key) continue;
-    TESSERA_RETURN_IF_ERROR(stack_->store->Verify(e));
-    return LoadAdapter(e.reference(), stack_->store->PathOf(e), stack_->model->config,
-                       stack_->adapter_limits);
-  }
-  return UnknownForUse(reference);
+  return stack_->LoadAdapterByKey(resolved.key);
 }
 
 absl::Status AdapterCatalog::RequireStore() const {

@@ -68,6 +68,11 @@ struct Scheduler::Request {
   std::string text;
   std::vector<float> prompt_logits;
   absl::Time submitted, scheduled, first_token, last_token;
+  // Admitted at least once. A queued request that has started (it was
+  // preempted) is past its queue deadline check: its call's deadline cancels it.
+  bool started() const { return scheduled != absl::Time(); }
+  // Still waiting for its first admission when its deadline passed.
+  bool expired(absl::Time now) const { return !started() && now >= params.deadline; }
 };
 
 namespace {
@@ -279,8 +284,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     absl::Status status;
     if (r.handle->cancelled()) {
       status = absl::OkStatus();
-    } else if (now >= r.params.deadline && r.scheduled == absl::Time()) {
-      // (A preempted request already started: its call's deadline cancels it.)
+    } else if (r.expired(now)) {
       status = absl::DeadlineExceededError(absl::StrCat(
           "deadline passed after ", absl::StrFormat("%.0f", Ms(now - r.submitted)),
           " ms in the queue, before the request could start; retry with a longer deadline or when the server "
@@ -316,7 +320,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
       r.adapter = *std::move(pin);
     }
     r.blocks = *kv.Allocate(need);
-    if (r.scheduled == absl::Time()) {  // first admission (not a preempted request coming back)
+    if (!r.started()) {  // first admission (not a preempted request coming back)
       r.scheduled = now;
       ChargeTenant(r.params.tenant, static_cast<double>(r.params.prompt_ids.size()) + r.max_new);
       if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
@@ -340,9 +344,7 @@ void Scheduler::Loop() {
       auto ready = [&] {
         if (wake_->stop || !running_.empty()) return true;
         for (const auto& r : wake_->queue) {
-          if (r->handle->cancelled() || (r->scheduled == absl::Time() && absl::Now() >= r->params.deadline)) {
-            return true;
-          }
+          if (r->handle->cancelled() || r->expired(absl::Now())) return true;
         }
         return false;
       };
@@ -353,7 +355,7 @@ void Scheduler::Loop() {
       while (!ready() && (wake_->queue.empty() || (!retry_admission_ && wake_->events == seen_events_))) {
         absl::Time earliest = absl::InfiniteFuture();
         for (const auto& r : wake_->queue) {
-          if (r->scheduled == absl::Time()) earliest = std::min(earliest, r->params.deadline);
+          if (!r->started()) earliest = std::min(earliest, r->params.deadline);
         }
         if (earliest == absl::InfiniteFuture()) {
           wake_->cv.wait(lock);
@@ -611,7 +613,7 @@ void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status stat
   res.finish_reason = reason;
   res.prompt_tokens = static_cast<int32_t>(r.params.prompt_ids.size());
   res.completion_tokens = static_cast<int32_t>(res.token_ids.size());
-  const absl::Time scheduled = r.scheduled == absl::Time() ? end : r.scheduled;
+  const absl::Time scheduled = r.started() ? r.scheduled : end;
   res.queue_ms = Ms(scheduled - r.submitted);
   res.time_to_first_token_ms = res.token_ids.empty() ? 0 : Ms(r.first_token - r.submitted);
   res.total_ms = Ms(end - r.submitted);
