@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 
@@ -66,13 +67,14 @@ absl::Status WriteFileDurably(const std::string& path, std::string_view content,
   return status;
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+absl::StatusOr<int64_t> ReadFileInChunks(const std::string& path,
+                                         const std::function<void(std::string_view)>& consume) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", path));
-  std::string out;
-  char buf[1 << 16];
+  std::string buf(1 << 20, '\0');
+  int64_t total = 0;
   while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
@@ -80,9 +82,17 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
       return ErrnoError(err, absl::StrCat("reading ", path, " failed"));
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    consume(std::string_view(buf.data(), static_cast<size_t>(n)));
+    total += n;
   }
   ::close(fd);
+  return total;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::string out;
+  absl::StatusOr<int64_t> n = ReadFileInChunks(path, [&out](std::string_view chunk) { out.append(chunk); });
+  if (!n.ok()) return n.status();
   return out;
 }
 

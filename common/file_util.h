@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -32,6 +33,9 @@ absl::Status WriteFileDurably(const std::string& path, std::string_view content,
 // fsyncs a directory, making renames and creations inside it durable.
 absl::Status FsyncDir(const std::string& dir);
 
+// Reads path in 1 MiB chunks, handing each to consume; returns the size.
+absl::StatusOr<int64_t> ReadFileInChunks(const std::string& path,
+                                         const std::function<void(std::string_view)>& consume);
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
 }  // namespace tessera

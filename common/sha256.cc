@@ -1,8 +1,6 @@
 #include "common/sha256.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -68,24 +66,7 @@ std::string Sha256Hex(std::string_view data) {
 }
 
 absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", path));
-  std::string buf(1 << 20, '\0');
-  int64_t total = 0;
-  while (true) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoError(err, absl::StrCat("reading ", path, " failed"));
-    }
-    if (n == 0) break;
-    sha->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-    total += n;
-  }
-  ::close(fd);
-  return total;
+  return ReadFileInChunks(path, [sha](std::string_view chunk) { sha->Update(chunk); });
 }
 
 absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path) {
