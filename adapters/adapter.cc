@@ -7,10 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/numbers.h"
+#include "common/exception_guard.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/model/safetensors.h"
@@ -58,14 +60,22 @@ absl::StatusOr<bool> RegexMatches(const std::string& pattern, const std::string&
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof(msg));
     return absl::InvalidArgumentError(
-        absl::StrCat("pattern '", pattern, "' does not compile: ", reinterpret_cast<char*>(msg)));
+        absl::StrCat("pattern '", Excerpt(pattern), "' does not compile: ", reinterpret_cast<char*>(msg)));
   }
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
+  // Bounded backtracking: a pathological pattern fails instead of spinning.
+  pcre2_match_context* mc = pcre2_match_context_create(nullptr);
+  pcre2_set_match_limit(mc, 1'000'000);
+  pcre2_set_depth_limit(mc, 10'000);
   const uint32_t opts = PCRE2_ANCHORED | (full ? PCRE2_ENDANCHORED : 0);
-  const int rc =
-      pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, opts, md, nullptr);
+  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, opts, md, mc);
+  pcre2_match_context_free(mc);
   pcre2_match_data_free(md);
   pcre2_code_free(re);
+  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pattern '", Excerpt(pattern), "' is too expensive to match (backtracking limit)"));
+  }
   return rc >= 0;
 }
 
@@ -77,17 +87,9 @@ struct ModuleRef {
 
 // "model.layers.3.mlp.up_proj" -> its place in the base.
 std::optional<ModuleRef> ParseModulePath(const std::string& path, int32_t num_layers) {
-  static const std::regex kPath(R"(model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj))");
-  std::smatch m;
-  if (!std::regex_match(path, m, kPath)) return std::nullopt;
-  const int64_t layer = std::stoll(m[1].str());
-  if (layer >= num_layers) return std::nullopt;
-  for (int i = 0; i < kNumLinearModules; ++i) {
-    if (m[2].str() == LinearModuleName(static_cast<LinearModule>(i))) {
-      return ModuleRef{static_cast<int32_t>(layer), static_cast<LinearModule>(i), path};
-    }
-  }
-  return std::nullopt;
+  std::optional<LinearModulePath> p = ParseLinearModulePath(path, num_layers);
+  if (!p) return std::nullopt;
+  return ModuleRef{p->layer, p->module, path};
 }
 
 // [out, in] of a base linear layer.
@@ -130,13 +132,19 @@ class Loader {
     }
     const fs::path config_path = fs::path(dir_) / "adapter_config.json";
     const fs::path weights_path = fs::path(dir_) / "adapter_model.safetensors";
-    try {
-      std::ifstream in(config_path);
+    {
+      std::ifstream in(config_path, std::ios::binary);
       if (!in)
         return Error(absl::StrCat(config_path.string(), " is missing (is this a peft adapter folder?)"));
-      config_ = json::parse(in);
-    } catch (const std::exception& e) {
-      return Error(absl::StrCat(config_path.string(), " is not valid JSON: ", e.what()));
+      std::string text;
+      char buf[4096];
+      while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+        text.append(buf, static_cast<size_t>(in.gcount()));
+        if (text.size() > static_cast<size_t>(kMaxAdapterConfigBytes)) break;
+      }
+      absl::StatusOr<json> parsed = ParseJson(text, "adapter_config.json", kMaxAdapterConfigBytes);
+      if (!parsed.ok()) return Error(std::string(parsed.status().message()));
+      config_ = *std::move(parsed);
     }
     if (!fs::exists(weights_path, ec)) {
       return Error(absl::StrCat(
@@ -189,28 +197,32 @@ class Loader {
     const std::string kPrefix = "base_model.model.";
     for (const auto& [key, view] : file_->tensors()) {
       if (key.rfind(kPrefix, 0) != 0) {
-        return Error(
-            absl::StrCat("tensor '", key, "' does not start with '", kPrefix, "' (not a peft adapter?)"));
+        return Error(absl::StrCat("tensor '", Excerpt(key), "' does not start with '", kPrefix,
+                                  "' (not a peft adapter?)"));
       }
       // The parameter is the suffix after the module path: lora_A.weight,
       // road_theta, block_A, ...
       const std::string rest = key.substr(kPrefix.size());
-      static const std::regex kSplit(R"((.*?_proj)\.(.+))");
-      std::smatch m;
+      // The module path ends at the first "_proj." followed by a parameter.
+      const size_t split = rest.find("_proj.");
       std::optional<ModuleRef> ref;
-      if (std::regex_match(rest, m, kSplit)) ref = ParseModulePath(m[1].str(), base_.num_hidden_layers);
+      std::string param;
+      if (split != std::string::npos && split + 6 < rest.size()) {
+        ref = ParseModulePath(rest.substr(0, split + 5), base_.num_hidden_layers);
+        param = rest.substr(split + 6);
+      }
       if (!ref) {
-        return Error(absl::StrCat("tensor '", key,
+        return Error(absl::StrCat("tensor '", Excerpt(key),
                                   "' targets a module the base model does not have (the base has ",
                                   base_.num_hidden_layers,
                                   " layers with self_attn.{q,k,v,o}_proj and "
                                   "mlp.{gate,up,down}_proj; trained for another base model?)"));
       }
       if (!IsFloatDType(view.dtype)) {
-        return Error(absl::StrCat("tensor '", key, "' has dtype ", DTypeName(view.dtype),
+        return Error(absl::StrCat("tensor '", Excerpt(key), "' has dtype ", DTypeName(view.dtype),
                                   "; adapters must be F32, F16 or BF16"));
       }
-      tensors_[ref->path][m[2].str()] = &view;
+      tensors_[ref->path][param] = &view;
       refs_.emplace(ref->path, *ref);
     }
     return absl::OkStatus();
@@ -282,7 +294,7 @@ class Loader {
     TESSERA_ASSIGN_OR_RETURN(bool targeted, Targeted(ref.path));
     if (!targeted) {
       return Error(absl::StrCat("has weights for ", ref.path, " but target_modules (",
-                                config_["target_modules"].dump(),
+                                JsonExcerpt(config_["target_modules"]),
                                 ") does not name it; the config and the "
                                 "weights disagree"));
     }
@@ -300,7 +312,7 @@ class Loader {
     if (config_.value("use_dora", false)) return Error("use_dora=true (DoRA) is not supported");
     if (config_.contains("modules_to_save") && !config_["modules_to_save"].is_null() &&
         !config_["modules_to_save"].empty()) {
-      return Error(absl::StrCat("modules_to_save (", config_["modules_to_save"].dump(),
+      return Error(absl::StrCat("modules_to_save (", JsonExcerpt(config_["modules_to_save"]),
                                 ") is not supported: Tessera serves one shared base model"));
     }
     if (config_.value("fan_in_fan_out", false)) {
@@ -423,10 +435,32 @@ std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModul
   return ModuleShape(base, m);
 }
 
+std::optional<LinearModulePath> ParseLinearModulePath(std::string_view path, int32_t num_layers) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  if (!path.starts_with(kPrefix)) return std::nullopt;
+  path.remove_prefix(kPrefix.size());
+  const size_t dot = path.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 9) return std::nullopt;  // at most 9 digits
+  const std::string_view digits = path.substr(0, dot);
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  int64_t layer = 0;
+  if (!absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &layer) || layer < 0 || layer >= num_layers) return std::nullopt;
+  const std::string_view module = path.substr(dot + 1);
+  for (int i = 0; i < kNumLinearModules; ++i) {
+    if (module == LinearModuleName(static_cast<LinearModule>(i))) {
+      return LinearModulePath{static_cast<int32_t>(layer), static_cast<LinearModule>(i)};
+    }
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
                                                            const ModelConfig& base,
                                                            const AdapterLimits& limits) {
-  return Loader(name, dir, base, limits).Load();
+  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
+                         [&] { return Loader(name, dir, base, limits).Load(); });
 }
 
 }  // namespace tessera

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,18 @@ inline constexpr int kNumLinearModules = 7;
 const char* LinearModuleName(LinearModule m);  // "self_attn.q_proj", ...
 // [out, in] of a base linear layer.
 std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModule m);
+
+// adapter_config.json files are a few KiB; larger ones are refused.
+inline constexpr int64_t kMaxAdapterConfigBytes = 256 << 10;
+
+struct LinearModulePath {
+  int32_t layer = 0;
+  LinearModule module = LinearModule::kQ;
+};
+// Parses exactly "model.layers.N.<module>" (N decimal, below num_layers;
+// <module> one of LinearModuleName's). nullopt for anything else, including
+// layer numbers of any length that do not fit; never throws.
+std::optional<LinearModulePath> ParseLinearModulePath(std::string_view path, int32_t num_layers);
 
 struct LoraModule {
   int32_t rank = 0;

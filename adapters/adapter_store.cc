@@ -18,7 +18,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "adapters/adapter.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -159,7 +161,7 @@ AdapterUpload::~AdapterUpload() {
 absl::Status AdapterUpload::Append(std::string_view file_name, std::string_view data) {
   const absl::string_view file(file_name.data(), file_name.size());
   if (file != kAdapterConfigFile && file != kAdapterModelFile) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown adapter file '", file,
+    return absl::InvalidArgumentError(absl::StrCat("unknown adapter file '", Excerpt(file_name),
                                                    "': an upload has exactly two files, ", kAdapterConfigFile,
                                                    " then ", kAdapterModelFile));
   }
@@ -180,6 +182,11 @@ absl::Status AdapterUpload::Append(std::string_view file_name, std::string_view 
                                                      kAdapterConfigFile, "; send all of ", kAdapterConfigFile,
                                                      " first, then all of ", kAdapterModelFile));
     }
+  }
+  if (file == kAdapterConfigFile && static_cast<int64_t>(data.size()) > kMaxAdapterConfigBytes - config_bytes_) {
+    return absl::InvalidArgumentError(absl::StrCat(kAdapterConfigFile, " is over the limit of ",
+                                                   kMaxAdapterConfigBytes / 1024,
+                                                   " KiB (real adapter configs are a few KiB)"));
   }
   if (static_cast<int64_t>(data.size()) > max_bytes_ - bytes()) {
     return absl::ResourceExhaustedError(absl::StrCat("the adapter upload is larger than the limit of ",

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <map>
 #include <random>
-#include <regex>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/exception_guard.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "server/model/safetensors.h"
 
@@ -173,18 +175,19 @@ absl::Status CheckFinite(const TensorView& t, const std::string& name, std::vect
 
 }  // namespace
 
-absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string& passport_path,
-                                                              const std::string& raw_factors_path,
-                                                              const ModelConfig& base) {
+namespace {
+absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport_path,
+                                                     const std::string& raw_factors_path, const ModelConfig& base) {
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> pf, SafetensorsFile::Open(passport_path));
   const TensorView* c = pf->Find("C");
   if (c == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         passport_path, ": no tensor 'C' (the r x r passport, as in owner_secret/passport.safetensors)"));
   }
-  if (c->shape.size() != 2 || c->shape[0] != c->shape[1] || c->shape[0] < 1 || c->shape[0] > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(passport_path, ": passport C must be square [r, r], got ", ShapeString(c->shape)));
+  if (c->shape.size() != 2 || c->shape[0] != c->shape[1] || c->shape[0] < 1 ||
+      c->shape[0] > kMaxWatermarkRank) {
+    return absl::InvalidArgumentError(absl::StrCat(passport_path, ": passport C must be square [r, r] with r <= ",
+                                                   kMaxWatermarkRank, ", got ", ShapeString(c->shape)));
   }
   WatermarkCredentials cred;
   cred.rank = static_cast<int32_t>(c->shape[0]);
@@ -200,27 +203,34 @@ absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string&
   }
 
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> rf, SafetensorsFile::Open(raw_factors_path));
-  static const std::regex kKey(
-      R"((?:.*\.)?model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])\.weight)");
   std::map<std::pair<int32_t, int>, std::pair<const TensorView*, const TensorView*>> factors;  // A, B
   for (const auto& [name, view] : rf->tensors()) {
-    std::smatch m;
-    if (!std::regex_match(name, m, kKey)) {
+    // [PREFIX.]model.layers.N.<module>.lora_{A,B}.weight
+    std::optional<LinearModulePath> path;
+    bool is_a = false;
+    std::string_view key = name;
+    if (key.ends_with(".lora_A.weight") || key.ends_with(".lora_B.weight")) {
+      is_a = key[key.size() - 8] == 'A';
+      key.remove_suffix(std::string_view(".lora_A.weight").size());
+      const size_t at = key.rfind("model.layers.");
+      if (at != std::string_view::npos && (at == 0 || key[at - 1] == '.')) {
+        path = ParseLinearModulePath(key.substr(at), std::numeric_limits<int32_t>::max());
+      }
+    }
+    if (!path) {
       return absl::InvalidArgumentError(
-          absl::StrCat(raw_factors_path, ": unexpected tensor '", name,
+          absl::StrCat(raw_factors_path, ": unexpected tensor '", Excerpt(name),
                        "'; raw factors use peft key names (...layers.N.self_attn.q_proj.lora_A.weight)"));
     }
-    const int32_t layer = std::stoi(m[1].str());
+    const int32_t layer = path->layer;
     if (layer >= base.num_hidden_layers) {
-      return absl::InvalidArgumentError(absl::StrCat(raw_factors_path, ": tensor '", name, "' names layer ",
-                                                     layer, " but the base model has ",
+      return absl::InvalidArgumentError(absl::StrCat(raw_factors_path, ": tensor '", Excerpt(name),
+                                                     "' names layer ", layer, " but the base model has ",
                                                      base.num_hidden_layers));
     }
-    int module = 0;
-    while (module < kNumLinearModules && m[2].str() != LinearModuleName(static_cast<LinearModule>(module)))
-      ++module;
+    const int module = static_cast<int>(path->module);
     auto& slot = factors[{layer, module}];
-    (m[3].str() == "A" ? slot.first : slot.second) = &view;
+    (is_a ? slot.first : slot.second) = &view;
   }
   if (factors.empty()) return absl::InvalidArgumentError(absl::StrCat(raw_factors_path, ": no raw factors"));
   for (const auto& [key, ab] : factors) {
@@ -274,6 +284,14 @@ absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string&
   }
   cred.null_std = std::sqrt(cred.null_std);
   return cred;
+}
+}  // namespace
+
+absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string& passport_path,
+                                                              const std::string& raw_factors_path,
+                                                              const ModelConfig& base) {
+  return GuardExceptions("watermark credentials",
+                         [&] { return LoadCredentials(passport_path, raw_factors_path, base); });
 }
 
 double WatermarkCredentials::FalsePositiveRate(double threshold) const {

@@ -61,11 +61,15 @@ struct WatermarkCredentials {
   double FalsePositiveRate(double threshold) const;
 };
 
+// Largest passport rank accepted: every null trial costs r^3 per module.
+inline constexpr int64_t kMaxWatermarkRank = 128;
+
 // Reads the passport (tensor "C" [r, r]) and the raw factors (peft key names:
 // ...layers.N.<module>.lora_A.weight [r, in] and lora_B.weight [out, r]) and
 // checks them against the base model. InvalidArgument naming the tensor for:
 // a missing or extra tensor, wrong shapes, NaN/Inf, a singular passport or
-// rank-deficient factors (no pseudo-inverse).
+// rank-deficient factors (no pseudo-inverse), a rank over kMaxWatermarkRank.
+// Never throws.
 absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string& passport_path,
                                                               const std::string& raw_factors_path,
                                                               const ModelConfig& base);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
@@ -82,15 +83,16 @@ absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::Pars
     std::lock_guard<std::mutex> lock(mu_);
     path = absl::StrCat(dir_, "/.staging/transient-", ::getpid(), "-", next_staging_++);
   }
-  absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> cred =
-      WriteAndParse(path, passport, raw_factors);
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  return cred;
+  absl::Cleanup remove_files = [&] {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  };
+  return WriteAndParse(path, passport, raw_factors);
 }
 
-absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, const std::string& id,
-                                                    std::string_view passport, std::string_view raw_factors) {
+absl::StatusOr<VaultEntry> WatermarkVault::Register(
+    const std::string& owner, const std::string& id, std::string_view passport, std::string_view raw_factors,
+    const std::function<absl::Status(const WatermarkCredentials&)>& admit) {
   if (Find(owner, id).ok()) {
     return absl::AlreadyExistsError(absl::StrCat(
         "watermark credential '", id, "' already exists for tenant '", owner, "'; choose another id"));
@@ -100,17 +102,20 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, co
     std::lock_guard<std::mutex> lock(mu_);
     staging = absl::StrCat(dir_, "/.staging/register-", ::getpid(), "-", next_staging_++);
   }
+  // Secret files never stay in staging: every way out removes them, unless
+  // they were renamed into the vault.
+  bool stored = false;
+  absl::Cleanup remove_staging = [&] {
+    std::error_code rm;
+    if (!stored) fs::remove_all(staging, rm);
+  };
   absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> cred =
       WriteAndParse(staging, passport, raw_factors);
   std::error_code ec;
-  if (!cred.ok()) {
-    fs::remove_all(staging, ec);
-    return cred.status();
-  }
+  if (!cred.ok()) return cred.status();
   const VerifyOptions options;
   if (const double fpr = (*cred)->FalsePositiveRate(options.threshold);
       fpr > options.max_false_positive_rate) {
-    fs::remove_all(staging, ec);
     return absl::InvalidArgumentError(absl::StrFormat(
         "these credentials cannot prove ownership: with rank %d over %d modules, an unrelated adapter "
         "reaches "
@@ -118,20 +123,18 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(const std::string& owner, co
         (*cred)->rank, static_cast<int>((*cred)->modules.size()), options.threshold, fpr,
         options.max_false_positive_rate));
   }
+  if (admit) TESSERA_RETURN_IF_ERROR(admit(**cred));
   std::lock_guard<std::mutex> lock(mu_);
   for (const VaultEntry& e : entries_) {
     if (e.owner == owner && e.id == id) {
-      fs::remove_all(staging, ec);
       return absl::AlreadyExistsError(absl::StrCat("watermark credential '", id, "' already exists"));
     }
   }
   const std::string owner_dir = dir_ + "/" + owner;
   TESSERA_RETURN_IF_ERROR(MakePrivateDir(owner_dir));
   fs::rename(staging, owner_dir + "/" + id, ec);
-  if (ec) {
-    fs::remove_all(staging, ec);
-    return absl::InternalError(absl::StrCat("cannot store the credentials: ", ec.message()));
-  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot store the credentials: ", ec.message()));
+  stored = true;
   if (absl::Status s = FsyncDir(owner_dir); !s.ok())
     spdlog::warn("watermark vault: {}", std::string(s.message()));
   entries_.push_back({owner, id, *cred});

@@ -11,6 +11,7 @@
 #ifndef TESSERA_ADAPTERS_WATERMARK_VAULT_H_
 #define TESSERA_ADAPTERS_WATERMARK_VAULT_H_
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,8 +39,10 @@ class WatermarkVault {
 
   // Validates and stores the two files' bytes as owner/id. AlreadyExists
   // when owner already has id; InvalidArgument for bad credentials.
-  absl::StatusOr<VaultEntry> Register(const std::string& owner, const std::string& id,
-                                      std::string_view passport, std::string_view raw_factors);
+  // `admit`, when set, may refuse valid credentials before they are stored.
+  absl::StatusOr<VaultEntry> Register(
+      const std::string& owner, const std::string& id, std::string_view passport, std::string_view raw_factors,
+      const std::function<absl::Status(const WatermarkCredentials&)>& admit = nullptr);
 
   // Parses credentials sent with a request without storing them.
   absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> ParseTransient(

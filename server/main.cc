@@ -2,6 +2,7 @@
 // grpc.health.v1 and server reflection for one model folder, and Prometheus
 // metrics over HTTP.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +43,17 @@ ABSL_FLAG(std::string, on_watermark_match, "reject",
           "(stored, marked); both are audit-logged");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics over HTTP; empty: off");
 ABSL_FLAG(std::string, metrics_port_file, "", "write the bound metrics port to this file");
+ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted, in bytes");
+ABSL_FLAG(int32_t, max_stop_strings, 16, "most stop strings in one request");
+ABSL_FLAG(int32_t, max_stop_string_bytes, 256, "longest stop string, in bytes");
+ABSL_FLAG(int32_t, max_requests_per_tenant, 1024, "most Generate calls in flight for one tenant");
+ABSL_FLAG(int32_t, max_requests_total, 4096, "most Generate calls in flight in all");
+ABSL_FLAG(int32_t, max_uploads_per_tenant, 4, "most adapter uploads in flight for one tenant");
+ABSL_FLAG(int32_t, max_uploads_total, 64, "most adapter uploads in flight in all");
+ABSL_FLAG(absl::Duration, upload_idle_timeout, absl::Seconds(30),
+          "an upload that sends nothing for this long is cancelled and its files removed");
+ABSL_FLAG(int32_t, max_message_mb, 8, "largest gRPC message accepted, in MiB (uploads send ~1 MiB chunks)");
+ABSL_FLAG(int32_t, max_metadata_kb, 16, "largest gRPC metadata (headers) accepted, in KiB");
 ABSL_FLAG(absl::Duration, testing_step_delay, absl::ZeroDuration(),
           "for tests only: pause after every engine step, to make queue waits observable");
 
@@ -67,9 +79,37 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+// Every connection and upload holds a descriptor: use the hard limit, not
+// the (often 1024) soft one.
+void RaiseFileLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  }
+  spdlog::info("file descriptor limit {}", static_cast<uint64_t>(rl.rlim_cur));
+}
+
 int Run() {
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
   spdlog::info("tessera-server {}", Version());
+  RaiseFileLimit();
+  for (const auto& [value, name] : {std::pair<int64_t, const char*>{absl::GetFlag(FLAGS_max_prompt_bytes),
+                                                                     "--max-prompt-bytes"},
+                                    {absl::GetFlag(FLAGS_max_stop_strings), "--max-stop-strings"},
+                                    {absl::GetFlag(FLAGS_max_stop_string_bytes), "--max-stop-string-bytes"},
+                                    {absl::GetFlag(FLAGS_max_requests_per_tenant), "--max-requests-per-tenant"},
+                                    {absl::GetFlag(FLAGS_max_requests_total), "--max-requests-total"},
+                                    {absl::GetFlag(FLAGS_max_uploads_per_tenant), "--max-uploads-per-tenant"},
+                                    {absl::GetFlag(FLAGS_max_uploads_total), "--max-uploads-total"},
+                                    {absl::GetFlag(FLAGS_max_message_mb), "--max-message-mb"},
+                                    {absl::GetFlag(FLAGS_max_metadata_kb), "--max-metadata-kb"}}) {
+    if (value < 1) return Fail(absl::StrCat("cannot start: ", name, " must be positive"));
+  }
+  if (absl::GetFlag(FLAGS_upload_idle_timeout) <= absl::ZeroDuration()) {
+    return Fail("cannot start: --upload-idle-timeout must be positive");
+  }
 
   // SIGTERM/SIGINT are taken by sigwait below; block them before any thread
   // starts so no worker receives them.
@@ -137,9 +177,20 @@ int Run() {
   AdapterCatalog catalog(stack->get(), mib(absl::GetFlag(FLAGS_max_upload_mb)), on_match);
   catalog.SetWatermarkMatchHook(metrics.WatermarkMatchHook());
   OwnershipService ownership_service(tenants.get(), &catalog, (*stack)->vault.get());
+  InferenceLimits inference_limits;
+  inference_limits.request.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
+  inference_limits.request.context_length = (*stack)->context_length;
+  inference_limits.request.max_stop_strings = absl::GetFlag(FLAGS_max_stop_strings);
+  inference_limits.request.max_stop_string_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes);
+  inference_limits.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
+  inference_limits.max_requests_total = absl::GetFlag(FLAGS_max_requests_total);
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,
-                           (*stack)->Info());
-  AdapterService adapter_service(tenants.get(), &catalog);
+                           (*stack)->Info(), inference_limits);
+  UploadLimits upload_limits;
+  upload_limits.max_per_tenant = absl::GetFlag(FLAGS_max_uploads_per_tenant);
+  upload_limits.max_total = absl::GetFlag(FLAGS_max_uploads_total);
+  upload_limits.idle_timeout = absl::GetFlag(FLAGS_upload_idle_timeout);
+  AdapterService adapter_service(tenants.get(), &catalog, upload_limits);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -153,7 +204,8 @@ int Run() {
   builder.RegisterService(&adapter_service);
   builder.RegisterService(&ownership_service);
   // Uploads arrive in chunks of about 1 MiB; leave room for the framing.
-  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_mb) << 20);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, absl::GetFlag(FLAGS_max_metadata_kb) << 10);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(metrics.InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "common/version.h"
@@ -19,19 +20,25 @@ namespace tessera {
 std::vector<int32_t> CollectEosIds(const Model& model, const Tokenizer& tokenizer) {
   std::vector<int32_t> ids = model.config.eos_token_ids;
   const std::string gen = (std::filesystem::path(model.dir) / "generation_config.json").string();
-  std::ifstream in(gen);
-  if (in) {
-    try {
-      nlohmann::json j = nlohmann::json::parse(in);
-      if (j.contains("eos_token_id")) {
-        const auto& v = j["eos_token_id"];
-        if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
-        if (v.is_array()) {
-          for (const auto& e : v) ids.push_back(e.get<int32_t>());
+  if (std::filesystem::exists(gen)) {
+    absl::StatusOr<nlohmann::json> parsed = ReadJsonFile(gen, 1 << 20);
+    const nlohmann::json none;
+    const nlohmann::json& j = parsed.ok() ? *parsed : none;
+    if (!parsed.ok()) spdlog::warn("{}: ignored ({})", gen, parsed.status().ToString());
+    if (j.is_object() && j.contains("eos_token_id")) {
+      const auto& v = j["eos_token_id"];
+      auto add = [&](const nlohmann::json& e) {
+        if (e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() <= INT32_MAX) {
+          ids.push_back(e.get<int32_t>());
+        } else {
+          spdlog::warn("{}: eos_token_id entry {} ignored (not a token id)", gen, JsonExcerpt(e));
         }
+      };
+      if (v.is_array()) {
+        for (const auto& e : v) add(e);
+      } else {
+        add(v);
       }
-    } catch (const std::exception& e) {
-      spdlog::warn("{}: ignored ({})", gen, e.what());
     }
   }
   if (tokenizer.eos_id()) ids.push_back(*tokenizer.eos_id());

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -172,6 +173,13 @@ absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterCatalog::BeginUpload(
     const Tenant& tenant, const v1::UploadMetadata& metadata) {
   TESSERA_RETURN_IF_ERROR(RequireStore());
   TESSERA_RETURN_IF_ERROR(ValidateName(metadata.name(), "adapter name"));
+  if (metadata.description().size() > kMaxDescriptionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the description is ", metadata.description().size(),
+                                                   " bytes, over the limit of ", kMaxDescriptionBytes));
+  }
+  if (metadata.kind().size() > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown adapter kind '", Excerpt(metadata.kind(), 16), "'"));
+  }
   if (stack_->store->Find(tenant.id, metadata.name())) {
     return absl::AlreadyExistsError(absl::StrCat("adapter '", tenant.id, "/", metadata.name(),
                                                  "' already exists; delete it first or choose another name"));
@@ -187,6 +195,30 @@ absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterCatalog::BeginUpload(
                                                      " bytes of adapters, its quota; delete one first"));
   }
   return stack_->store->BeginUpload(std::min(max_upload_bytes_, tenant.max_adapter_bytes - bytes));
+}
+
+absl::Status AdapterCatalog::CheckCredentialClaims(const Tenant& registrant, const std::string& credential_id,
+                                                   const WatermarkCredentials& credentials) const {
+  if (!stack_->store) return absl::OkStatus();
+  const VerifyOptions options;
+  for (const StoredAdapter& e : stack_->store->List()) {
+    // Only LoRA-shaped adapters of the passport's rank can carry it.
+    if (e.owner == registrant.id || (e.kind != "lora" && e.kind != "seal") || e.rank != credentials.rank) {
+      continue;
+    }
+    absl::StatusOr<std::shared_ptr<const Adapter>> a = stack_->LoadAdapterByKey(StoredAdapterKey(e.id));
+    if (!a.ok() || !WatermarkShapesMatch(**a, credentials)) continue;
+    const double score = WatermarkScore(**a, credentials);
+    if (score < options.threshold) continue;
+    spdlog::warn(
+        "AUDIT watermark-conflict action=refuse-registration registrant={} credential={} hosted={} "
+        "hosted_since_unix_ms={} score={:.4f}",
+        registrant.id, credential_id, e.reference(), e.created_unix_ms, score);
+    return absl::PermissionDeniedError(
+        "these credentials claim an adapter that another tenant already hosts; the earlier hosted upload "
+        "wins, so they cannot be registered (the conflict was logged for the administrators)");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenant,

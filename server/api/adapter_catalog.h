@@ -32,6 +32,9 @@ struct ResolvedAdapter {
   int64_t bytes = 0;  // resident size
 };
 
+// Adapter descriptions are short texts; they are stored in the manifest.
+inline constexpr size_t kMaxDescriptionBytes = 1024;
+
 // What an upload that carries another tenant's registered watermark gets.
 enum class WatermarkMatchAction { kReject, kFlag };
 
@@ -71,6 +74,12 @@ class AdapterCatalog {
   absl::StatusOr<v1::AdapterInfo> FinishUpload(const Tenant& tenant, const v1::UploadMetadata& metadata,
                                                std::unique_ptr<AdapterUpload> upload,
                                                const std::string& sha256_hex);
+
+  // The rule for conflicting claims: the earlier hosted upload wins. OK when
+  // `credentials` of `registrant` own no adapter another tenant already
+  // hosts; otherwise PermissionDenied (naming no tenant), audit-logged.
+  absl::Status CheckCredentialClaims(const Tenant& registrant, const std::string& credential_id,
+                                     const WatermarkCredentials& credentials) const;
 
   int64_t max_upload_bytes() const { return max_upload_bytes_; }
 

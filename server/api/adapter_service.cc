@@ -5,8 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/exception_guard.h"
 #include "server/api/call_auth.h"
 #include "server/api/request_conversion.h"
+#include "spdlog/spdlog.h"
 
 namespace tessera {
 namespace {
@@ -24,20 +26,32 @@ absl::Duration TimeLeft(const grpc::CallbackServerContext& context) {
 // error; the AdapterUpload it holds removes its files unless committed.
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequest> {
  public:
-  UploadReactor(const TenantDirectory& tenants, AdapterCatalog* catalog, grpc::CallbackServerContext* context,
-                v1::AdapterInfo* response)
-      : catalog_(catalog), response_(response) {
+  UploadReactor(const TenantDirectory& tenants, AdapterCatalog* catalog, UploadTracker* tracker,
+                grpc::CallbackServerContext* context, v1::AdapterInfo* response)
+      : catalog_(catalog), tracker_(tracker), response_(response) {
     absl::StatusOr<Tenant> tenant = AuthenticateCall(tenants, *context);
     if (!tenant.ok()) {
       Fail(tenant.status());
       return;
     }
     tenant_ = *std::move(tenant);
+    if (absl::Status s = tracker_->Add(this, tenant_.id, context); !s.ok()) {
+      Fail(s);
+      return;
+    }
+    tracked_ = true;
     StartRead(&message_);
   }
 
   void OnReadDone(bool ok) override {
     if (finished_) return;
+    if (!ok && tracker_->TimedOut(this)) {
+      Fail(absl::DeadlineExceededError(absl::StrCat(
+          "the upload sent nothing for ", absl::FormatDuration(tracker_->limits().idle_timeout),
+          " (--upload-idle-timeout); nothing was stored")));
+      return;
+    }
+    tracker_->Touch(this);
     if (!ok) {
       // The client half-closed (or vanished) before sending the sha256.
       Fail(absl::InvalidArgumentError(
@@ -45,7 +59,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
                   : "upload stream ended before its metadata message; nothing was stored"));
       return;
     }
-    absl::Status s = Handle();
+    absl::Status s = GuardExceptions("UploadAdapter", [&] { return Handle(); });
     if (!s.ok()) {
       Fail(s);
       return;
@@ -53,7 +67,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
     if (!finished_) StartRead(&message_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (tracked_) tracker_->Remove(this);
+    delete this;
+  }
 
  private:
   absl::Status Handle() {
@@ -76,9 +93,11 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
         // Validation reads and converts the whole adapter: do it off the
         // gRPC callback thread. Nothing touches `this` after Finish.
         finished_ = true;
+        tracker_->Touch(this, /*busy=*/true);
         std::thread([this, upload = std::move(upload_), sha = message_.sha256()]() mutable {
-          absl::StatusOr<v1::AdapterInfo> info =
-              catalog_->FinishUpload(tenant_, metadata_, std::move(upload), sha);
+          absl::StatusOr<v1::AdapterInfo> info = GuardExceptions("UploadAdapter", [&] {
+            return catalog_->FinishUpload(tenant_, metadata_, std::move(upload), sha);
+          });
           if (info.ok()) *response_ = *std::move(info);
           Finish(ToGrpcStatus(info.status()));
         }).detach();
@@ -96,6 +115,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
   }
 
   AdapterCatalog* catalog_;
+  UploadTracker* tracker_;
+  bool tracked_ = false;
   v1::AdapterInfo* response_;
   Tenant tenant_;
   v1::UploadAdapterRequest message_;
@@ -107,12 +128,83 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
 
 }  // namespace
 
-AdapterService::AdapterService(const TenantDirectory* tenants, AdapterCatalog* catalog)
-    : tenants_(tenants), catalog_(catalog) {}
+UploadTracker::UploadTracker(UploadLimits limits) : limits_(limits) {
+  reaper_ = std::thread([this] { Reap(); });
+}
+
+UploadTracker::~UploadTracker() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  reaper_.join();
+}
+
+absl::Status UploadTracker::Add(const void* key, const std::string& tenant,
+                                grpc::CallbackServerContext* context) {
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int32_t>(entries_.size()) >= limits_.max_total) {
+    return absl::ResourceExhaustedError(absl::StrCat("the server has ", entries_.size(),
+                                                     " uploads in flight, its limit (--max-uploads-total); "
+                                                     "retry later"));
+  }
+  int32_t& mine = by_tenant_[tenant];
+  if (mine >= limits_.max_per_tenant) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant, "' has ", mine,
+                                                     " uploads in flight, its limit (--max-uploads-per-tenant); "
+                                                     "finish or cancel one first"));
+  }
+  ++mine;
+  entries_[key] = Entry{tenant, context, absl::Now()};
+  return absl::OkStatus();
+}
+
+void UploadTracker::Touch(const void* key, bool busy) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  it->second.last_activity = absl::Now();
+  it->second.busy = it->second.busy || busy;
+}
+
+bool UploadTracker::TimedOut(const void* key) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  return it != entries_.end() && it->second.timed_out;
+}
+
+void UploadTracker::Remove(const void* key) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  auto t = by_tenant_.find(it->second.tenant);
+  if (t != by_tenant_.end() && --t->second <= 0) by_tenant_.erase(t);
+  entries_.erase(it);
+}
+
+void UploadTracker::Reap() {
+  const absl::Duration period = std::min(absl::Seconds(1), limits_.idle_timeout / 4);
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) {
+    const absl::Time now = absl::Now();
+    for (auto& [key, e] : entries_) {
+      if (e.busy || e.timed_out || now - e.last_activity < limits_.idle_timeout) continue;
+      e.timed_out = true;
+      spdlog::warn("upload by tenant '{}' idle for {}; cancelling it (--upload-idle-timeout)", e.tenant,
+                   absl::FormatDuration(now - e.last_activity));
+      // The reactor unregisters (under mu_) before it is deleted, so the
+      // context is alive here; TryCancel is safe from any thread.
+      e.context->TryCancel();
+    }
+  }
+}
+
+AdapterService::AdapterService(const TenantDirectory* tenants, AdapterCatalog* catalog, UploadLimits limits)
+    : tenants_(tenants), catalog_(catalog), uploads_(limits) {}
 
 grpc::ServerReadReactor<v1::UploadAdapterRequest>* AdapterService::UploadAdapter(
     grpc::CallbackServerContext* context, v1::AdapterInfo* response) {
-  return new UploadReactor(*tenants_, catalog_, context, response);
+  return new UploadReactor(*tenants_, catalog_, &uploads_, context, response);
 }
 
 grpc::ServerUnaryReactor* AdapterService::ListAdapters(grpc::CallbackServerContext* context,
@@ -120,8 +212,12 @@ grpc::ServerUnaryReactor* AdapterService::ListAdapters(grpc::CallbackServerConte
                                                        v1::ListAdaptersResponse* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
-  for (v1::AdapterInfo& info : catalog_->List(*tenant)) *response->add_adapters() = std::move(info);
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(context, GuardExceptions("ListAdapters", [&] {
+                       for (v1::AdapterInfo& info : catalog_->List(*tenant)) {
+                         *response->add_adapters() = std::move(info);
+                       }
+                       return absl::OkStatus();
+                     }));
 }
 
 grpc::ServerUnaryReactor* AdapterService::GetAdapter(grpc::CallbackServerContext* context,
@@ -129,7 +225,8 @@ grpc::ServerUnaryReactor* AdapterService::GetAdapter(grpc::CallbackServerContext
                                                      v1::AdapterInfo* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
-  absl::StatusOr<v1::AdapterInfo> info = catalog_->Get(*tenant, request->reference());
+  absl::StatusOr<v1::AdapterInfo> info =
+      GuardExceptions("GetAdapter", [&] { return catalog_->Get(*tenant, request->reference()); });
   if (info.ok()) *response = *std::move(info);
   return FinishUnary(context, info.status());
 }
@@ -139,7 +236,8 @@ grpc::ServerUnaryReactor* AdapterService::DeleteAdapter(grpc::CallbackServerCont
                                                         v1::DeleteAdapterResponse* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
-  return FinishUnary(context, catalog_->Delete(*tenant, request->reference()));
+  return FinishUnary(context,
+                     GuardExceptions("DeleteAdapter", [&] { return catalog_->Delete(*tenant, request->reference()); }));
 }
 
 grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerContext* context,
@@ -149,8 +247,10 @@ grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerCo
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
   // Waits on this callback thread for the load, stopping on cancellation or
   // the deadline; prefetch is an explicit, rare call.
-  absl::StatusOr<v1::AdapterInfo> info = catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context),
-                                                            [context] { return context->IsCancelled(); });
+  absl::StatusOr<v1::AdapterInfo> info = GuardExceptions("PrefetchAdapter", [&] {
+    return catalog_->Prefetch(*tenant, request->reference(), TimeLeft(*context),
+                              [context] { return context->IsCancelled(); });
+  });
   if (info.ok()) *response = *std::move(info);
   return FinishUnary(context, info.status());
 }

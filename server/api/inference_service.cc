@@ -1,31 +1,54 @@
 #include "server/api/inference_service.h"
 
 #include <deque>
-#include <mutex>
 
+#include "absl/strings/str_cat.h"
+#include "common/exception_guard.h"
 #include "server/api/call_auth.h"
-#include "server/api/request_conversion.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
+
+absl::StatusOr<std::unique_ptr<InflightCounter::Slot>> InflightCounter::Acquire(const std::string& tenant) {
+  absl::MutexLock lock(&mu_);
+  if (in_flight_ >= total_) {
+    return absl::ResourceExhaustedError(absl::StrCat("the server has ", in_flight_,
+                                                     " requests in flight, its limit (--max-requests-total); "
+                                                     "retry with backoff"));
+  }
+  int32_t& mine = by_tenant_[tenant];
+  if (mine >= per_tenant_) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant, "' has ", mine,
+                                                     " requests in flight, its limit (--max-requests-per-tenant); "
+                                                     "wait for some to finish"));
+  }
+  ++mine;
+  ++in_flight_;
+  return std::make_unique<Slot>(this, tenant);
+}
+
+void InflightCounter::Release(const std::string& tenant) {
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+  auto it = by_tenant_.find(tenant);
+  if (it != by_tenant_.end() && --it->second <= 0) by_tenant_.erase(it);
+}
+
 namespace {
 
-// What every Generate call needs besides its request.
-struct CallEnv {
-  Scheduler* scheduler;
-  const Tokenizer* tokenizer;
-  const TenantDirectory* tenants;
-  const AdapterCatalog* catalog;
-};
+using Env = InferenceService::Env;
 
 // Authenticates, converts the request, resolves its adapter and queues it;
-// an error is the status to Finish with.
-absl::Status ConvertAndSubmit(const CallEnv& env, const grpc::CallbackServerContext& context,
+// an error is the status to Finish with. Runs on a service worker thread.
+absl::Status ConvertAndSubmit(const Env& env, const grpc::CallbackServerContext& context,
                               const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
-                              GenerationCallbacks callbacks) {
+                              GenerationCallbacks callbacks, std::unique_ptr<InflightCounter::Slot>* slot) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*env.tenants, context);
   if (!tenant.ok()) return tenant.status();
-  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer);
+  absl::StatusOr<std::unique_ptr<InflightCounter::Slot>> acquired = env.inflight->Acquire(tenant->id);
+  if (!acquired.ok()) return acquired.status();
+  *slot = *std::move(acquired);
+  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer, env.limits);
   if (!params.ok()) return params.status();
   params->tenant = tenant->id;
   if (!params->adapter_id.empty()) {
@@ -40,22 +63,33 @@ absl::Status ConvertAndSubmit(const CallEnv& env, const grpc::CallbackServerCont
   return env.scheduler->Submit(std::move(handle), *std::move(params), std::move(callbacks));
 }
 
+absl::Status GuardedSubmit(const Env& env, const grpc::CallbackServerContext& context,
+                           const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
+                           GenerationCallbacks callbacks, std::unique_ptr<InflightCounter::Slot>* slot) {
+  return GuardExceptions("Generate", [&] {
+    return ConvertAndSubmit(env, context, request, std::move(handle), std::move(callbacks), slot);
+  });
+}
+
 class GenerateReactor final : public grpc::ServerUnaryReactor {
  public:
-  GenerateReactor(const CallEnv& env, const grpc::CallbackServerContext& context,
-                  const v1::GenerateRequest& request, v1::GenerateResponse* response)
+  GenerateReactor(const Env& env, WorkQueue* workers, const grpc::CallbackServerContext* context,
+                  const v1::GenerateRequest* request, v1::GenerateResponse* response)
       : handle_(env.scheduler->NewHandle()) {
-    GenerationCallbacks cb;
-    cb.on_finish = [this, response](GenerationResult result) {
-      if (!result.status.ok()) {
-        Finish(ToGrpcStatus(result.status));
-        return;
-      }
-      FillResponse(result, response);
-      Finish(grpc::Status::OK);
-    };
-    absl::Status s = ConvertAndSubmit(env, context, request, handle_, std::move(cb));
-    if (!s.ok()) Finish(ToGrpcStatus(s));
+    // The reactor lives until OnDone, which follows Finish: the task may use it.
+    workers->Post([this, env, context, request, response] {
+      GenerationCallbacks cb;
+      cb.on_finish = [this, response](GenerationResult result) {
+        if (!result.status.ok()) {
+          Finish(ToGrpcStatus(result.status));
+          return;
+        }
+        FillResponse(result, response);
+        Finish(grpc::Status::OK);
+      };
+      absl::Status s = GuardedSubmit(env, *context, *request, handle_, std::move(cb), &slot_);
+      if (!s.ok()) Finish(ToGrpcStatus(s));
+    });
   }
 
   void OnCancel() override { handle_->Cancel(); }
@@ -63,44 +97,50 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
 
  private:
   std::shared_ptr<RequestHandle> handle_;
+  std::unique_ptr<InflightCounter::Slot> slot_;  // set once, by the worker task
 };
 
 class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
  public:
-  GenerateStreamReactor(const CallEnv& env, const grpc::CallbackServerContext& context,
-                        const v1::GenerateRequest& request)
+  GenerateStreamReactor(const Env& env, WorkQueue* workers, const grpc::CallbackServerContext* context,
+                        const v1::GenerateRequest* request)
       : handle_(env.scheduler->NewHandle()) {
-    GenerationCallbacks cb;
-    cb.on_delta = [this](const GenerationDelta& d) {
-      v1::GenerateStreamResponse m;
-      m.set_text_delta(d.text);
-      m.mutable_token_ids()->Assign(d.token_ids.begin(), d.token_ids.end());
-      Enqueue(std::move(m), nullptr);
-    };
-    cb.on_finish = [this](GenerationResult result) {
-      if (!result.status.ok()) {
-        grpc::Status status = ToGrpcStatus(result.status);
+    workers->Post([this, env, context, request] {
+      GenerationCallbacks cb;
+      cb.on_delta = [this](const GenerationDelta& d) {
+        v1::GenerateStreamResponse m;
+        m.set_text_delta(d.text);
+        m.mutable_token_ids()->Assign(d.token_ids.begin(), d.token_ids.end());
+        Enqueue(std::move(m), nullptr);
+      };
+      cb.on_finish = [this](GenerationResult result) {
+        if (!result.status.ok()) {
+          grpc::Status status = ToGrpcStatus(result.status);
+          Enqueue(std::nullopt, &status);
+          return;
+        }
+        v1::GenerateStreamResponse m;
+        FillFinalStreamMessage(result, &m);
+        grpc::Status ok = grpc::Status::OK;
+        Enqueue(std::move(m), &ok);
+      };
+      absl::Status s = GuardedSubmit(env, *context, *request, handle_, std::move(cb), &slot_);
+      if (!s.ok()) {
+        grpc::Status status = ToGrpcStatus(s);
         Enqueue(std::nullopt, &status);
-        return;
       }
-      v1::GenerateStreamResponse m;
-      FillFinalStreamMessage(result, &m);
-      grpc::Status ok = grpc::Status::OK;
-      Enqueue(std::move(m), &ok);
-    };
-    absl::Status s = ConvertAndSubmit(env, context, request, handle_, std::move(cb));
-    if (!s.ok()) Finish(ToGrpcStatus(s));
+    });
   }
 
   void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {  // the client is gone: stop generating, drop what is queued
       write_failed_ = true;
       queue_.clear();
       handle_->Cancel();
     }
-    Pump(lock);
+    Pump(&lock);
   }
   void OnCancel() override { handle_->Cancel(); }
   void OnDone() override { delete this; }
@@ -108,68 +148,68 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
  private:
   // Queues a message and/or the final status, then writes what it can.
   void Enqueue(std::optional<v1::GenerateStreamResponse> m, const grpc::Status* final_status) {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     if (m && !write_failed_) queue_.push_back(std::move(*m));
     if (final_status) final_status_ = *final_status;
-    Pump(lock);
+    Pump(&lock);
   }
 
   // One write in flight at a time; Finish after the last write. The gRPC
-  // calls are made without holding mu_.
-  void Pump(std::unique_lock<std::mutex>& lock) {
+  // calls are made after releasing mu_.
+  void Pump(absl::ReleasableMutexLock* lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finish_called_) return;
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
       writing_ = true;
-      lock.unlock();
+      lock->Release();
       StartWrite(&current_);
       return;
     }
     if (final_status_) {
       finish_called_ = true;
       grpc::Status status = *final_status_;
-      lock.unlock();
+      lock->Release();
       Finish(status);
     }
   }
 
   std::shared_ptr<RequestHandle> handle_;
-  std::mutex mu_;
-  std::deque<v1::GenerateStreamResponse> queue_;  // guarded by mu_
-  v1::GenerateStreamResponse current_;            // owned by the write in flight
-  std::optional<grpc::Status> final_status_;      // guarded by mu_
-  bool writing_ = false;                          // guarded by mu_
-  bool write_failed_ = false;                     // guarded by mu_
-  bool finish_called_ = false;                    // guarded by mu_
+  std::unique_ptr<InflightCounter::Slot> slot_;  // set once, by the worker task
+  absl::Mutex mu_;
+  std::deque<v1::GenerateStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
+  v1::GenerateStreamResponse current_;  // owned by the write in flight
+  std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
                                    const TenantDirectory* tenants, const AdapterCatalog* catalog,
-                                   v1::ServerInfoResponse info)
-    : scheduler_(scheduler),
-      tokenizer_(tokenizer),
-      tenants_(tenants),
-      catalog_(catalog),
-      info_(std::move(info)) {}
+                                   v1::ServerInfoResponse info, InferenceLimits limits)
+    : env_{scheduler, tokenizer, tenants, catalog, limits.request, &inflight_},
+      info_(std::move(info)),
+      inflight_(limits.max_requests_per_tenant, limits.max_requests_total),
+      workers_(limits.worker_threads) {}
 
 grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext* context,
                                                      const v1::GenerateRequest* request,
                                                      v1::GenerateResponse* response) {
-  return new GenerateReactor({scheduler_, tokenizer_, tenants_, catalog_}, *context, *request, response);
+  return new GenerateReactor(env_, &workers_, context, request, response);
 }
 
 grpc::ServerWriteReactor<v1::GenerateStreamResponse>* InferenceService::GenerateStream(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateStreamReactor({scheduler_, tokenizer_, tenants_, catalog_}, *context, *request);
+  return new GenerateStreamReactor(env_, &workers_, context, request);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerInfo(grpc::CallbackServerContext* context,
                                                        const v1::ServerInfoRequest* request,
                                                        v1::ServerInfoResponse* response) {
-  absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
+  absl::StatusOr<Tenant> tenant = AuthenticateCall(*env_.tenants, *context);
   if (tenant.ok()) *response = info_;
   return FinishUnary(context, tenant.status());
 }

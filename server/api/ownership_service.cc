@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "common/exception_guard.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/api/call_auth.h"
@@ -31,9 +33,13 @@ absl::Status OwnershipService::Register(const grpc::CallbackServerContext& conte
   if (request.files().passport_safetensors().empty() || request.files().raw_factors_safetensors().empty()) {
     return absl::InvalidArgumentError("send both the passport and the raw factors (owner_secret/ layout)");
   }
-  TESSERA_ASSIGN_OR_RETURN(VaultEntry entry, vault_->Register(tenant.id, request.credential_id(),
-                                                              request.files().passport_safetensors(),
-                                                              request.files().raw_factors_safetensors()));
+  TESSERA_ASSIGN_OR_RETURN(
+      VaultEntry entry,
+      vault_->Register(tenant.id, request.credential_id(), request.files().passport_safetensors(),
+                       request.files().raw_factors_safetensors(), [&](const WatermarkCredentials& c) {
+                         return catalog_->CheckCredentialClaims(tenant, request.credential_id(), c);
+                       }));
+  spdlog::info("AUDIT watermark-register tenant={} credential={} result=ok", tenant.id, entry.id);
   response->set_credential_id(entry.id);
   response->set_owner(entry.owner);
   response->set_rank(static_cast<uint32_t>(entry.credentials->rank));
@@ -105,7 +111,13 @@ absl::Status OwnershipService::Verify(const grpc::CallbackServerContext& context
 grpc::ServerUnaryReactor* OwnershipService::RegisterWatermark(grpc::CallbackServerContext* context,
                                                               const v1::RegisterWatermarkRequest* request,
                                                               v1::RegisterWatermarkResponse* response) {
-  return FinishUnary(context, Register(*context, *request, response));
+  // Registration computes a null distribution: off the gRPC callback thread.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::thread([this, context, request, response, reactor] {
+    reactor->Finish(ToGrpcStatus(
+        GuardExceptions("RegisterWatermark", [&] { return Register(*context, *request, response); })));
+  }).detach();
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* OwnershipService::VerifyOwnership(grpc::CallbackServerContext* context,
@@ -115,7 +127,8 @@ grpc::ServerUnaryReactor* OwnershipService::VerifyOwnership(grpc::CallbackServer
   // request and response stay valid until the reactor finishes.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::thread([this, context, request, response, reactor] {
-    reactor->Finish(ToGrpcStatus(Verify(*context, *request, response)));
+    reactor->Finish(
+        ToGrpcStatus(GuardExceptions("VerifyOwnership", [&] { return Verify(*context, *request, response); })));
   }).detach();
   return reactor;
 }

@@ -2,17 +2,51 @@
 
 #include <limits>
 
+#include "absl/strings/str_cat.h"
+
 namespace tessera {
 
-absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& req,
-                                                    const Tokenizer& tokenizer) {
+absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& req, const Tokenizer& tokenizer,
+                                                    const RequestLimits& limits) {
   GenerationParams p;
+  if (req.stopping().stop_size() > limits.max_stop_strings) {
+    return absl::InvalidArgumentError(absl::StrCat("the request has ", req.stopping().stop_size(),
+                                                   " stop strings, over the limit of ", limits.max_stop_strings,
+                                                   " (--max-stop-strings)"));
+  }
+  for (const std::string& stop : req.stopping().stop()) {
+    if (static_cast<int64_t>(stop.size()) > limits.max_stop_string_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("a stop string of ", stop.size(),
+                                                     " bytes is over the limit of ", limits.max_stop_string_bytes,
+                                                     " (--max-stop-string-bytes)"));
+    }
+  }
+  if (req.request_id().size() > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is ", req.request_id().size(), " bytes, over the limit of 256"));
+  }
+  if (req.adapter_id().size() > 512) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("adapter_id is ", req.adapter_id().size(), " bytes, over the limit of 512"));
+  }
   switch (req.prompt_case()) {
     case v1::GenerateRequest::kText: {
       // Checked before encoding: a tokenizer that adds BOS would turn "" into
       // a one-token prompt.
       if (req.text().empty()) {
         return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
+      }
+      const int64_t bytes = static_cast<int64_t>(req.text().size());
+      if (bytes > limits.max_prompt_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt text is ", bytes, " bytes, over the limit of ",
+                                                       limits.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
+      }
+      const int64_t per_token = static_cast<int64_t>(tokenizer.max_token_bytes());
+      const int64_t min_tokens = (bytes + per_token - 1) / per_token;
+      if (limits.context_length > 0 && min_tokens > limits.context_length) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "prompt text of ", bytes, " bytes is at least ", min_tokens, " tokens, over the context length of ",
+            limits.context_length, " tokens; shorten the prompt"));
       }
       absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(req.text());
       if (!ids.ok()) return ids.status();

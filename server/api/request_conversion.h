@@ -15,9 +15,20 @@ namespace tessera {
 
 inline constexpr int32_t kDefaultMaxNewTokens = 16;
 
-// Tokenizes text prompts; fills defaults for unset fields.
+// Per-request size limits checked before any work is done for a request
+// (each refusal names its flag).
+struct RequestLimits {
+  int64_t max_prompt_bytes = 1 << 20;  // --max-prompt-bytes
+  int64_t context_length = 0;          // tokens; 0: not checked here (Scheduler::Submit checks)
+  int32_t max_stop_strings = 16;       // --max-stop-strings
+  int32_t max_stop_string_bytes = 256;  // --max-stop-string-bytes
+};
+
+// Checks the limits, tokenizes text prompts (after checking that the text
+// cannot exceed the context length, so encoding time is bounded), and fills
+// defaults for unset fields.
 absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& request,
-                                                    const Tokenizer& tokenizer);
+                                                    const Tokenizer& tokenizer, const RequestLimits& limits = {});
 
 v1::FinishReason ToProto(FinishReason reason);
 void FillResponse(const GenerationResult& result, v1::GenerateResponse* response);

@@ -3,40 +3,77 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/server_context.h"
 #include "grpcpp/support/interceptor.h"
 
 namespace tessera {
 namespace {
 
+// The label of a method: its name when a service of this process defines it
+// (the generated descriptor pool holds every linked service), else "unknown",
+// so clients cannot create series by calling made-up methods.
+std::string MethodLabel(const char* method) {
+  std::string m = method ? method : "";
+  // "/tessera.v1.Inference/Generate" -> "tessera.v1.Inference/Generate"
+  if (!m.empty() && m[0] == '/') m.erase(0, 1);
+  const size_t slash = m.find('/');
+  if (slash == std::string::npos || m.size() > 200) return "unknown";
+  std::string full = m;
+  full[slash] = '.';
+  if (google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full) == nullptr) return "unknown";
+  return m;
+}
+
+// Counts one RPC when its status is sent, or, for a call that ends without
+// sending one (the client cancelled, the deadline passed), when it is
+// destroyed: as CANCELLED or DEADLINE_EXCEEDED. A status of OK sent for a
+// call the client had already cancelled counts as CANCELLED.
 class CountingInterceptor final : public grpc::experimental::Interceptor {
  public:
-  CountingInterceptor(MetricsRegistry* registry, std::string rpc)
-      : registry_(registry), rpc_(std::move(rpc)) {}
+  CountingInterceptor(MetricsRegistry* registry, std::string rpc, grpc::ServerContextBase* context)
+      : registry_(registry), rpc_(std::move(rpc)), context_(context) {}
+  ~CountingInterceptor() override {
+    if (!counted_) Count(EndedWithoutStatus());
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const auto code = static_cast<absl::StatusCode>(methods->GetSendStatus().error_code());
-      registry_
-          ->GetCounter("tessera_requests_total", "RPCs by method and final status code",
-                       {{"rpc", rpc_}, {"code", absl::StatusCodeToString(code)}})
-          .Increment();
+      auto code = static_cast<absl::StatusCode>(methods->GetSendStatus().error_code());
+      if (code == absl::StatusCode::kOk && context_ != nullptr && context_->IsCancelled()) {
+        code = EndedWithoutStatus();
+      }
+      Count(code);
     }
     methods->Proceed();
   }
 
  private:
+  absl::StatusCode EndedWithoutStatus() const {
+    if (context_ != nullptr && context_->deadline() <= std::chrono::system_clock::now()) {
+      return absl::StatusCode::kDeadlineExceeded;
+    }
+    return absl::StatusCode::kCancelled;
+  }
+  void Count(absl::StatusCode code) {
+    counted_ = true;
+    registry_
+        ->GetCounter("tessera_requests_total", "RPCs by method and final status code",
+                     {{"rpc", rpc_}, {"code", absl::StatusCodeToString(code)}})
+        .Increment();
+  }
+
   MetricsRegistry* registry_;
   std::string rpc_;
+  grpc::ServerContextBase* context_;
+  bool counted_ = false;
 };
 
 class CountingInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit CountingInterceptorFactory(MetricsRegistry* registry) : registry_(registry) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
-    std::string method = info->method() ? info->method() : "";
-    // "/tessera.v1.Inference/Generate" -> "tessera.v1.Inference/Generate"
-    if (!method.empty() && method[0] == '/') method.erase(0, 1);
-    return new CountingInterceptor(registry_, std::move(method));
+    return new CountingInterceptor(registry_, MethodLabel(info->method()), info->server_context());
   }
 
  private:

@@ -1,5 +1,7 @@
 #include "server/api/tenants.h"
 
+#include <openssl/crypto.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -7,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/exception_guard.h"
+#include "common/json_util.h"
 #include "common/sha256.h"
 #include "nlohmann/json.hpp"
 
@@ -20,7 +24,7 @@ absl::Status ValidateName(std::string_view name, std::string_view what) {
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat(std::string(what), " '", std::string(name),
+      absl::StrCat(std::string(what), " '", Excerpt(name),
                    "' is not valid: use 1 to 64 letters, digits, '.', '_' or '-' (no "
                    "'/', not '.' or '..')"));
 }
@@ -40,13 +44,15 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromFile(const
 
 absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::FromJson(const std::string& text,
                                                                            const std::string& origin) {
+  return GuardExceptions(origin, [&] { return Parse(text, origin); });
+}
+
+absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Parse(const std::string& text,
+                                                                        const std::string& origin) {
   using nlohmann::json;
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": not valid JSON: ", e.what()));
-  }
+  absl::StatusOr<json> parsed = ParseJson(text, origin, 64 << 20);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
   if (!j.is_object() || !j.contains("tenants") || !j["tenants"].is_array()) {
     return absl::InvalidArgumentError(
         absl::StrCat(origin,
@@ -125,9 +131,17 @@ absl::StatusOr<Tenant> TenantDirectory::Authenticate(std::optional<std::string_v
       !absl::EqualsIgnoreCase(std::string(value.substr(0, kBearer.size())), std::string(kBearer))) {
     return absl::UnauthenticatedError("malformed authorization metadata: expected 'Bearer KEY'");
   }
-  auto it = by_key_hash_.find(Sha256Hex(value.substr(kBearer.size())));
-  if (it == by_key_hash_.end()) return absl::UnauthenticatedError("unknown API key");
-  return it->second;
+  // Every stored hash is compared, in constant time, so the time taken says
+  // nothing about which (or whether a) tenant's key hash shares a prefix.
+  const std::string hash = Sha256Hex(value.substr(kBearer.size()));
+  const Tenant* found = nullptr;
+  for (const auto& [key_hash, tenant] : by_key_hash_) {
+    if (key_hash.size() == hash.size() && CRYPTO_memcmp(key_hash.data(), hash.data(), hash.size()) == 0) {
+      found = &tenant;
+    }
+  }
+  if (found == nullptr) return absl::UnauthenticatedError("unknown API key");
+  return *found;
 }
 
 }  // namespace tessera

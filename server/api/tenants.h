@@ -52,6 +52,8 @@ class TenantDirectory {
   size_t size() const { return by_key_hash_.size(); }
 
  private:
+  static absl::StatusOr<std::unique_ptr<TenantDirectory>> Parse(const std::string& text,
+                                                                const std::string& origin);
   TenantDirectory() = default;
   bool insecure_ = false;
   std::map<std::string, Tenant> by_key_hash_;  // hex sha256 -> tenant

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera {
@@ -16,13 +17,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
   std::error_code ec;
   if (fs::exists(index_path, ec)) {
-    nlohmann::json index;
-    try {
-      std::ifstream in(index_path);
-      index = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": not valid JSON: ", e.what()));
-    }
+    absl::StatusOr<nlohmann::json> parsed = ReadJsonFile(index_path.string());
+    if (!parsed.ok()) return parsed.status();
+    const nlohmann::json& index = *parsed;
     if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(index_path.string(), ": missing the 'weight_map' object"));

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/exception_guard.h"
 #include "absl/time/clock.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
@@ -155,7 +156,8 @@ int64_t LinearWeights::bytes() const {
   return VectorBytes(weight) + static_cast<int64_t>(qweight.size()) + VectorBytes(scales) + VectorBytes(bias);
 }
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const LoadOptions& options) {
+namespace {
+absl::StatusOr<std::unique_ptr<Model>> LoadModelUnguarded(const std::string& dir, const LoadOptions& options) {
   const absl::Time start = absl::Now();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -231,6 +233,12 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
       DescribeQuantization(model->quant), model->prequantized ? " (pre-quantized)" : "", weight_bytes / 1048576.0, model->stats.largest_tensor_bytes / 1048576.0,
       model->stats.peak_rss_bytes / 1048576.0);
   return model;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const LoadOptions& options) {
+  return GuardExceptions(absl::StrCat("loading the model from ", dir),
+                         [&] { return LoadModelUnguarded(dir, options); });
 }
 
 }  // namespace tessera

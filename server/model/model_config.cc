@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
@@ -44,12 +45,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
   auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
   };
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    return fail(absl::StrCat("not valid JSON: ", e.what()));
-  }
+  absl::StatusOr<json> parsed = ParseJson(text, "config.json", kMaxModelJsonBytes);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+  const json& j = *parsed;
   if (!j.is_object()) return fail("not a JSON object");
   ModelConfig c;
   try {
@@ -142,7 +140,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
       RopeId id;
       id.rotated_fraction = r.value("rotated_fraction", 0.0);
       if (!(id.rotated_fraction > 0 && id.rotated_fraction <= 1)) {
-        return fail(absl::StrCat("rope_id.rotated_fraction must be in (0, 1], got ", r.value("rotated_fraction", json()).dump()));
+        return fail(absl::StrCat("rope_id.rotated_fraction must be in (0, 1], got ", JsonExcerpt(r.value("rotated_fraction", json()))));
       }
       const int32_t head_dim = j.contains("head_dim") && !j["head_dim"].is_null()
                                    ? j["head_dim"].get<int32_t>()

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/model/model.h"
@@ -23,13 +24,9 @@ absl::StatusOr<std::optional<QuantizedMarker>> ReadQuantizedMarker(const std::st
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", what,
                                                    " (re-create the folder with tessera-quantize)"));
   };
-  nlohmann::json j;
-  try {
-    std::ifstream in(path);
-    j = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    return fail(absl::StrCat("not valid JSON: ", e.what()));
-  }
+  absl::StatusOr<nlohmann::json> parsed = ReadJsonFile(path.string(), 1 << 20);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+  const nlohmann::json& j = *parsed;
   if (!j.is_object() || j.value("format", "") != "tessera-quantized") return fail("not a Tessera quantization marker");
   if (!j.contains("format_version") || j["format_version"] != 1) {
     return fail("unsupported format_version (this build reads version 1)");
@@ -41,7 +38,8 @@ absl::StatusOr<std::optional<QuantizedMarker>> ReadQuantizedMarker(const std::st
   absl::StatusOr<QuantOptions> quant =
       ParseQuantOptions(j["quantization"].get<std::string>(), j["group_size"].get<int64_t>());
   if (!quant.ok() || quant->format == WeightFormat::kF32) {
-    return fail(absl::StrCat("bad quantization '", j["quantization"].dump(), "' / group_size ", j["group_size"].dump()));
+    return fail(absl::StrCat("bad quantization '", JsonExcerpt(j["quantization"]), "' / group_size ",
+                             JsonExcerpt(j["group_size"])));
   }
   QuantizedMarker m;
   m.quant = *quant;

@@ -12,12 +12,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+// Longer tensor names than any real checkpoint's (~100 bytes), and more
+// dimensions than any real tensor.
+constexpr size_t kMaxTensorNameBytes = 1024;
+constexpr size_t kMaxRank = 8;
+
+// n * d with overflow check; false when the product leaves [0, INT64_MAX].
+bool CheckedMul(int64_t n, int64_t d, int64_t* out) { return !__builtin_mul_overflow(n, d, out) && *out >= 0; }
 
 absl::StatusOr<DType> ParseDType(const std::string& s) {
   if (s == "F32") return DType::kF32;
@@ -226,33 +234,52 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return fail(absl::StrCat("header length ", header_len, " exceeds the file size ", size,
                              " (truncated or not a safetensors file)"));
   }
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
-  } catch (const std::exception& e) {
-    return fail(absl::StrCat("header is not valid JSON: ", e.what()));
-  }
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(
+      std::string_view(reinterpret_cast<const char*>(bytes + 8), header_len), "header", kMaxHeaderBytes);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+  const nlohmann::json& header = *parsed;
   if (!header.is_object()) return fail("header is not a JSON object");
 
   const uint8_t* data = bytes + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, const std::string*>> spans;  // [begin, end), name
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     const std::string& name = it.key();
     const nlohmann::json& t = it.value();
-    auto tfail = [&](const std::string& what) { return fail(absl::StrCat("tensor '", name, "': ", what)); };
+    auto tfail = [&](const std::string& what) {
+      return fail(absl::StrCat("tensor '", Excerpt(name), "': ", what));
+    };
+    if (name.size() > kMaxTensorNameBytes) {
+      return tfail(absl::StrCat("name is ", name.size(), " bytes, over the limit of ", kMaxTensorNameBytes));
+    }
     if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets")) {
       return tfail("entry needs dtype, shape and data_offsets");
     }
     if (!t["dtype"].is_string()) return tfail("dtype is not a string");
-    absl::StatusOr<DType> dtype = ParseDType(t["dtype"].get<std::string>());
+    absl::StatusOr<DType> dtype = ParseDType(Excerpt(t["dtype"].get<std::string>(), 16));
     if (!dtype.ok()) return tfail(std::string(dtype.status().message()));
     TensorView view;
     view.dtype = *dtype;
     if (!t["shape"].is_array()) return tfail("shape is not an array");
+    if (t["shape"].size() > kMaxRank) {
+      return tfail(absl::StrCat("shape has ", t["shape"].size(), " dimensions, more than ", kMaxRank));
+    }
+    int64_t numel = 1;
     for (const auto& d : t["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) return tfail("shape has a bad dimension");
+      if (!d.is_number_integer() || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX) ||
+          d.get<int64_t>() < 0) {
+        return tfail("shape has a bad dimension (dimensions are integers in [0, 2^63))");
+      }
       view.shape.push_back(d.get<int64_t>());
+      if (!CheckedMul(numel, view.shape.back(), &numel)) {
+        return tfail(absl::StrCat("shape ", ShapeString(view.shape), "... has more elements than fit in 64 bits"));
+      }
+    }
+    int64_t expected_signed = 0;
+    if (!CheckedMul(numel, static_cast<int64_t>(DTypeSize(view.dtype)), &expected_signed)) {
+      return tfail(absl::StrCat("shape ", ShapeString(view.shape), " of ", DTypeName(view.dtype),
+                                " needs more bytes than fit in 64 bits"));
     }
     const auto& off = t["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
@@ -264,14 +291,24 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       return tfail(absl::StrCat("data_offsets [", begin, ", ", end, "] point past the end of the data (",
                                 data_size, " bytes; truncated file?)"));
     }
-    const uint64_t expected = static_cast<uint64_t>(view.numel()) * DTypeSize(view.dtype);
+    const uint64_t expected = static_cast<uint64_t>(expected_signed);
     if (end - begin != expected) {
       return tfail(absl::StrCat("holds ", end - begin, " bytes but shape ", ShapeString(view.shape), " of ",
                                 DTypeName(view.dtype), " needs ", expected));
     }
     view.data = data + begin;
     view.nbytes = end - begin;
-    file->tensors_.emplace(name, std::move(view));
+    auto [slot, inserted] = file->tensors_.emplace(name, std::move(view));
+    if (!inserted) return tfail("appears twice in the header");
+    if (end > begin) spans.push_back({{begin, end}, &slot->first});
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].first.first < spans[i - 1].first.second) {
+      return fail(absl::StrCat("tensor '", Excerpt(*spans[i].second), "' (bytes [", spans[i].first.first, ", ",
+                               spans[i].first.second, ")) overlaps tensor '", Excerpt(*spans[i - 1].second),
+                               "' (bytes [", spans[i - 1].first.first, ", ", spans[i - 1].first.second, "))"));
+    }
   }
   return file;
 }

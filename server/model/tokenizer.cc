@@ -8,9 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <queue>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/exception_guard.h"
+#include "common/json_util.h"
 #include "nlohmann/json.hpp"
 #include "server/model/utf8.h"
 
@@ -148,15 +151,24 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDir(const std::string&
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokenizer_json,
                                                                std::string_view config_json,
                                                                const std::string& source) {
+  return GuardExceptions(source, [&] { return Parse(tokenizer_json, config_json, source); });
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tokenizer_json,
+                                                            std::string_view config_json, const std::string& source) {
   auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
   };
   json j, cfg;
-  try {
-    j = json::parse(tokenizer_json);
-    if (!config_json.empty()) cfg = json::parse(config_json);
-  } catch (const std::exception& e) {
-    return fail(absl::StrCat("not valid JSON: ", e.what()));
+  {
+    absl::StatusOr<json> parsed = ParseJson(tokenizer_json, "tokenizer.json", kMaxModelJsonBytes);
+    if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+    j = *std::move(parsed);
+    if (!config_json.empty()) {
+      parsed = ParseJson(config_json, "tokenizer_config.json", kMaxModelJsonBytes);
+      if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+      cfg = *std::move(parsed);
+    }
   }
   std::unique_ptr<Tokenizer> t(new Tokenizer());
   try {
@@ -311,6 +323,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   } catch (const json::exception& e) {
     return fail(absl::StrCat("unexpected structure: ", e.what()));
   }
+  for (const AddedToken& a : t->added_) {
+    if (a.content.empty()) return fail("an added token has empty content");
+    t->added_first_byte_[static_cast<unsigned char>(a.content[0])] = true;
+  }
+  for (const auto& [token, id] : t->vocab_) {
+    t->max_token_bytes_ = std::max(t->max_token_bytes_, token.size());
+  }
+  for (const AddedToken& a : t->added_) t->max_token_bytes_ = std::max(t->max_token_bytes_, a.content.size());
   return t;
 }
 
@@ -335,6 +355,10 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
   size_t seg_start = 0, i = 0;
   while (i < text.size()) {
     const AddedToken* hit = nullptr;
+    if (!added_first_byte_[static_cast<unsigned char>(text[i])]) {
+      ++i;
+      continue;
+    }
     for (const AddedToken& a : added_) {
       if (text.compare(i, a.content.size(), a.content) == 0) {
         hit = &a;
@@ -387,36 +411,51 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
     ids->push_back(whole->second);
     return absl::OkStatus();
   }
-  std::vector<std::string> symbols;
+  // HF's merge order with a heap: the lowest-ranked adjacent pair first, the
+  // leftmost among equals; O(n log n) in the piece length.
+  struct Symbol {
+    std::string text;
+    int prev, next;
+    bool alive;
+  };
+  std::vector<Symbol> sym;
   for (size_t i = 0; i < piece.size();) {
     const size_t start = i;
     NextCodePoint(piece, &i);
-    symbols.push_back(piece.substr(start, i - start));
+    const int n = static_cast<int>(sym.size());
+    sym.push_back({piece.substr(start, i - start), n - 1, -1, true});
+    if (n > 0) sym[n - 1].next = n;
   }
-  while (symbols.size() > 1) {
-    int32_t best_rank = std::numeric_limits<int32_t>::max();
-    size_t best = 0;
-    for (size_t k = 0; k + 1 < symbols.size(); ++k) {
-      auto it = merge_ranks_.find(MergeKey(symbols[k], symbols[k + 1]));
-      if (it != merge_ranks_.end() && it->second < best_rank) {
-        best_rank = it->second;
-        best = k;
-      }
-    }
-    if (best_rank == std::numeric_limits<int32_t>::max()) break;
-    const std::string a = symbols[best], b = symbols[best + 1];
-    std::vector<std::string> merged;
-    merged.reserve(symbols.size());
-    for (size_t k = 0; k < symbols.size(); ++k) {
-      if (k + 1 < symbols.size() && symbols[k] == a && symbols[k + 1] == b) {
-        merged.push_back(a + b);
-        ++k;
-      } else {
-        merged.push_back(std::move(symbols[k]));
-      }
-    }
-    symbols = std::move(merged);
+  using Candidate = std::pair<int32_t, int>;  // rank, left position
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+  auto rank_of = [&](int left) -> std::optional<int32_t> {
+    const int right = sym[left].next;
+    if (right < 0) return std::nullopt;
+    auto it = merge_ranks_.find(MergeKey(sym[left].text, sym[right].text));
+    if (it == merge_ranks_.end()) return std::nullopt;
+    return it->second;
+  };
+  for (int k = 0; k + 1 < static_cast<int>(sym.size()); ++k) {
+    if (std::optional<int32_t> r = rank_of(k)) heap.push({*r, k});
   }
+  while (!heap.empty()) {
+    const auto [rank, left] = heap.top();
+    heap.pop();
+    if (!sym[left].alive) continue;
+    const std::optional<int32_t> current = rank_of(left);
+    if (!current || *current != rank) continue;  // stale: a neighbour merged since
+    const int right = sym[left].next;
+    sym[left].text += sym[right].text;
+    sym[right].alive = false;
+    sym[left].next = sym[right].next;
+    if (sym[left].next >= 0) sym[sym[left].next].prev = left;
+    if (sym[left].prev >= 0) {
+      if (std::optional<int32_t> r = rank_of(sym[left].prev)) heap.push({*r, sym[left].prev});
+    }
+    if (std::optional<int32_t> r = rank_of(left)) heap.push({*r, left});
+  }
+  std::vector<std::string> symbols;
+  for (int k = sym.empty() ? -1 : 0; k >= 0; k = sym[k].next) symbols.push_back(std::move(sym[k].text));
   for (const std::string& s : symbols) {
     auto it = vocab_.find(s);
     if (it != vocab_.end()) {

@@ -12,6 +12,7 @@
 #ifndef TESSERA_SERVER_MODEL_TOKENIZER_H_
 #define TESSERA_SERVER_MODEL_TOKENIZER_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -51,6 +52,11 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const { return eos_id_; }
   bool add_bos() const { return add_bos_; }
   std::optional<int32_t> TokenToId(std::string_view token) const;
+  // The longest token's text in bytes (byte-level tokens count their UTF-8
+  // form, an upper bound on the bytes they cover). A prompt of B bytes has at
+  // least ceil(B / max_token_bytes()) tokens, so B can be checked against a
+  // token limit before encoding.
+  size_t max_token_bytes() const { return max_token_bytes_; }
 
  private:
   struct PreTokenizerStep;
@@ -61,6 +67,8 @@ class Tokenizer {
   };
 
   Tokenizer() = default;
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(std::string_view tokenizer_json,
+                                                          std::string_view config_json, const std::string& source);
   absl::Status EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const;
   absl::Status PreTokenize(std::string_view text, std::vector<std::string>* pieces) const;
   absl::Status Bpe(const std::string& piece, std::vector<int32_t>* ids) const;
@@ -76,6 +84,8 @@ class Tokenizer {
   std::optional<int32_t> eos_id_;
   bool add_bos_ = false;
   int32_t vocab_size_ = 0;
+  std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
+  size_t max_token_bytes_ = 1;
 };
 
 }  // namespace tessera
