@@ -495,7 +495,7 @@ absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterStore::BeginUpload(int64_t
 }
 
 absl::StatusOr<StoredAdapter> AdapterStore::Commit(std::unique_ptr<AdapterUpload> upload,
-                                                   StoredAdapter meta) {
+                                                   StoredAdapter meta, const StoreQuota& quota) {
   if (upload == nullptr) return absl::InvalidArgumentError("there is no adapter upload to commit");
   if (upload->store_ != this) {
     return absl::InvalidArgumentError("the adapter upload was started on another adapter store");
@@ -528,11 +528,21 @@ absl::StatusOr<StoredAdapter> AdapterStore::Commit(std::unique_ptr<AdapterUpload
   TESSERA_RETURN_IF_ERROR(FsyncDir(upload->dir_));
 
   std::lock_guard<std::mutex> lock(mu_);
+  int64_t count = 0, bytes = 0;
   for (const StoredAdapter& e : entries_) {
     if (e.owner == meta.owner && e.name == meta.name) {
       return absl::AlreadyExistsError(absl::StrCat(
           "adapter ", reference, " already exists; delete it first or upload under another name"));
     }
+    if (e.owner == meta.owner) {
+      ++count;
+      bytes += e.stored_bytes();
+    }
+  }
+  if (count + 1 > quota.max_adapters || bytes + upload->bytes() > quota.max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", meta.owner, "' would exceed its quota (",
+                                                     quota.max_adapters, " adapters, ", quota.max_bytes,
+                                                     " bytes); delete an adapter first"));
   }
   const std::string dest = JoinPath(AdaptersDir(), upload->id_);
   if (::rename(upload->dir_.c_str(), dest.c_str()) != 0) {

@@ -17,6 +17,7 @@
 #define TESSERA_ADAPTERS_ADAPTER_STORE_H_
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,6 +94,12 @@ class AdapterUpload {
   bool committed_ = false;
 };
 
+// One owner's limits, checked by AdapterStore::Commit.
+struct StoreQuota {
+  int64_t max_adapters = std::numeric_limits<int64_t>::max();
+  int64_t max_bytes = std::numeric_limits<int64_t>::max();
+};
+
 class AdapterStore {
  public:
   // Opens DIR, creating it if needed, and locks it (flock on DIR/.lock):
@@ -109,7 +116,11 @@ class AdapterStore {
   // shared, resident_bytes, rank) to the manifest; fills id, sha256, sizes and
   // created_unix_ms. AlreadyExists when owner already has an adapter named
   // meta.name; FailedPrecondition when a file is missing.
-  absl::StatusOr<StoredAdapter> Commit(std::unique_ptr<AdapterUpload> upload, StoredAdapter meta);
+  // With a quota, the owner's count and bytes after this commit are checked
+  // under the store's lock, so racing uploads cannot overshoot it
+  // (ResourceExhausted).
+  absl::StatusOr<StoredAdapter> Commit(std::unique_ptr<AdapterUpload> upload, StoredAdapter meta,
+                                       const StoreQuota& quota = StoreQuota());
 
   // Removes owner/name from the manifest, then its files. NotFound if absent.
   absl::Status Remove(const std::string& owner, const std::string& name);

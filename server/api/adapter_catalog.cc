@@ -302,7 +302,9 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
   for (const AdapterModule& m : a.modules) {
     if (m.lora) meta.rank = std::max(meta.rank, m.lora->rank);
   }
-  TESSERA_ASSIGN_OR_RETURN(StoredAdapter entry, stack_->store->Commit(std::move(upload), std::move(meta)));
+  TESSERA_ASSIGN_OR_RETURN(StoredAdapter entry,
+                           stack_->store->Commit(std::move(upload), std::move(meta),
+                                                 {tenant.max_adapters, tenant.max_adapter_bytes}));
   spdlog::info("adapter {} uploaded ({} bytes, {}, sha256 {})", entry.reference(), entry.stored_bytes(),
                entry.kind, entry.sha256);
   return Describe(entry);

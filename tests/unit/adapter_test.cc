@@ -364,6 +364,20 @@ TEST(BadAdapterTest, EachGivesAClearError) {
   EXPECT_NE(msg.find("has dtype I8; adapters must be F32, F16 or BF16"), std::string::npos) << msg;
 }
 
+TEST(LinearModulePathTest, ParsesOnlyWellFormedPathsAndNeverThrows) {
+  auto p = ParseLinearModulePath("model.layers.1.mlp.up_proj", 2);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->layer, 1);
+  EXPECT_EQ(p->module, LinearModule::kUp);
+  EXPECT_EQ(ParseLinearModulePath("model.layers.007.self_attn.o_proj", 8)->layer, 7);
+  for (const char* bad : {"model.layers.2.mlp.up_proj", "model.layers.99999999999999999999.mlp.up_proj",
+                          "model.layers.-1.mlp.up_proj", "model.layers.+1.mlp.up_proj", "model.layers..mlp.up_proj",
+                          "model.layers.1.mlp.up_proj.x", "model.layers.1", "layers.1.mlp.up_proj", ""}) {
+    EXPECT_FALSE(ParseLinearModulePath(bad, 2)) << bad;
+  }
+  EXPECT_FALSE(ParseLinearModulePath("model.layers.0." + std::string(100000, 'x'), 2));
+}
+
 TEST(AdapterRegistryTest, FailedAdaptersAreReportedAndOthersServe) {
   auto base = LoadBase();
   AdapterRegistry registry;

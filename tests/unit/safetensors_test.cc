@@ -84,6 +84,25 @@ TEST(SafetensorsTest, RejectsTruncatedAndCorruptFiles) {
   ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[2]}})", 8), "data_offsets");
 }
 
+TEST(SafetensorsTest, RejectsOverflowingShapesOverlapsAndHostileNames) {
+  // [2^62] F32 claims 2^64 bytes: the product overflows, it is not "0 bytes".
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0),
+                  "more bytes than fit in 64 bits");
+  ExpectOpenFails(
+      RawFile(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0),
+      "more elements than fit in 64 bits");
+  ExpectOpenFails(RawFile(R"({"t":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}})", 0),
+                  "bad dimension");
+  ExpectOpenFails(RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                          R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                          12),
+                  "tensor 'b' (bytes [4, 12)) overlaps tensor 'a' (bytes [0, 8))");
+  const std::string long_name(60000, 'n');
+  ExpectOpenFails(RawFile("{\"" + long_name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4),
+                  "over the limit of 1024");
+  ExpectOpenFails(RawFile(std::string(100000, '[') + std::string(100000, ']'), 0), "more than 64 levels deep");
+}
+
 TEST(SafetensorsTest, TruncatedFixtureCheckpoint) {
   const std::string good = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/model.safetensors");
   ExpectOpenFails(good.substr(0, good.size() / 2), "past the end of the data");

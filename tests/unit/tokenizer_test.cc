@@ -38,6 +38,18 @@ TEST_F(TokenizerTest, LongFixturePromptEncodes) {
   EXPECT_EQ(*ids, t["ids"].get<std::vector<int32_t>>());
 }
 
+// One 400k-letter word is one pre-token: BPE over it must be O(n log n) (the
+// old quadratic merge loop took minutes here) and still round-trip.
+TEST_F(TokenizerTest, VeryLongWordEncodesAndRoundTrips) {
+  std::string word;
+  while (word.size() < 400000) word += "onceuponatimethereweresmallrobots";
+  auto ids = tok_->Encode(word, /*add_special=*/false);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_LT(ids->size(), word.size());
+  EXPECT_EQ(tok_->Decode(*ids, true), word);
+  EXPECT_GE(tok_->max_token_bytes(), 2u);
+}
+
 TEST_F(TokenizerTest, SpecialTokensAndConfig) {
   EXPECT_EQ(tok_->vocab_size(), 512);
   EXPECT_EQ(tok_->bos_id(), 0);
