@@ -6,8 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/exception_guard.h"
+#include "common/json_util.h"
 #include "server/api/call_auth.h"
 #include "server/api/request_conversion.h"
+#include "server/api/upload_session.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
@@ -22,24 +24,24 @@ absl::Duration TimeLeft(const grpc::CallbackServerContext& context) {
   return std::min(kPrefetchTimeout, absl::FromChrono(deadline) - absl::Now());
 }
 
-// Reads the upload stream: metadata, chunks, sha256. Finishes with the first
-// error; the AdapterUpload it holds removes its files unless committed.
+// Reads the upload stream into an UploadSession. Finishes with the first
+// error; the session removes its files unless committed.
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequest> {
  public:
   UploadReactor(const TenantDirectory& tenants, AdapterCatalog* catalog, UploadTracker* tracker,
                 grpc::CallbackServerContext* context, v1::AdapterInfo* response)
-      : catalog_(catalog), tracker_(tracker), response_(response) {
+      : tracker_(tracker), response_(response) {
     absl::StatusOr<Tenant> tenant = AuthenticateCall(tenants, *context);
     if (!tenant.ok()) {
       Fail(tenant.status());
       return;
     }
-    tenant_ = *std::move(tenant);
-    if (absl::Status s = tracker_->Add(this, tenant_.id, context); !s.ok()) {
+    if (absl::Status s = tracker_->Add(this, tenant->id, context); !s.ok()) {
       Fail(s);
       return;
     }
     tracked_ = true;
+    session_ = std::make_unique<UploadSession>(catalog, *std::move(tenant));
     StartRead(&message_);
   }
 
@@ -52,19 +54,34 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
       return;
     }
     tracker_->Touch(this);
-    if (!ok) {
-      // The client half-closed (or vanished) before sending the sha256.
-      Fail(absl::InvalidArgumentError(
-          upload_ ? "upload stream ended before the final sha256 message; nothing was stored, send it again"
-                  : "upload stream ended before its metadata message; nothing was stored"));
+    if (!ok) {  // the client half-closed (or vanished) before sending the sha256
+      Fail(session_->EndedEarly());
       return;
     }
-    absl::Status s = GuardExceptions("UploadAdapter", [&] { return Handle(); });
-    if (!s.ok()) {
-      Fail(s);
+    absl::StatusOr<UploadSession::Next> next =
+        GuardExceptions("UploadAdapter", [&] { return session_->Add(message_); });
+    if (!next.ok()) {
+      Fail(next.status());
       return;
     }
-    if (!finished_) StartRead(&message_);
+    if (*next == UploadSession::Next::kMore) {
+      StartRead(&message_);
+      return;
+    }
+    // Validation reads and converts the whole adapter: off the gRPC callback
+    // thread. Nothing touches `this` after Finish.
+    finished_ = true;
+    tracker_->Touch(this, /*busy=*/true);
+    std::thread([this] {
+      absl::StatusOr<v1::AdapterInfo> info = session_->Commit();
+      spdlog::info("AUDIT adapter-create tenant={} adapter={} visibility={} result={}", session_->tenant().id,
+                   session_->metadata().name(),
+                   session_->metadata().visibility() == v1::VISIBILITY_SHARED ? "shared" : "private",
+                   absl::StatusCodeToString(info.status().code()));
+      if (info.ok()) *response_ = *std::move(info);
+      session_.reset();
+      Finish(ToGrpcStatus(info.status()));
+    }).detach();
   }
 
   void OnDone() override {
@@ -73,56 +90,17 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
   }
 
  private:
-  absl::Status Handle() {
-    switch (message_.part_case()) {
-      case v1::UploadAdapterRequest::kMetadata: {
-        if (upload_ || have_metadata_)
-          return absl::InvalidArgumentError("metadata may only be sent once, first");
-        metadata_ = message_.metadata();
-        have_metadata_ = true;
-        absl::StatusOr<std::unique_ptr<AdapterUpload>> upload = catalog_->BeginUpload(tenant_, metadata_);
-        if (!upload.ok()) return upload.status();
-        upload_ = *std::move(upload);
-        return absl::OkStatus();
-      }
-      case v1::UploadAdapterRequest::kChunk:
-        if (!upload_) return absl::InvalidArgumentError("the first upload message must carry the metadata");
-        return upload_->Append(message_.chunk().file(), message_.chunk().data());
-      case v1::UploadAdapterRequest::kSha256: {
-        if (!upload_) return absl::InvalidArgumentError("the first upload message must carry the metadata");
-        // Validation reads and converts the whole adapter: do it off the
-        // gRPC callback thread. Nothing touches `this` after Finish.
-        finished_ = true;
-        tracker_->Touch(this, /*busy=*/true);
-        std::thread([this, upload = std::move(upload_), sha = message_.sha256()]() mutable {
-          absl::StatusOr<v1::AdapterInfo> info = GuardExceptions("UploadAdapter", [&] {
-            return catalog_->FinishUpload(tenant_, metadata_, std::move(upload), sha);
-          });
-          if (info.ok()) *response_ = *std::move(info);
-          Finish(ToGrpcStatus(info.status()));
-        }).detach();
-        return absl::OkStatus();
-      }
-      default:
-        return absl::InvalidArgumentError("empty upload message: set metadata, chunk or sha256");
-    }
-  }
-
   void Fail(const absl::Status& status) {
-    upload_.reset();
+    session_.reset();
     finished_ = true;
     Finish(ToGrpcStatus(status));
   }
 
-  AdapterCatalog* catalog_;
   UploadTracker* tracker_;
   bool tracked_ = false;
   v1::AdapterInfo* response_;
-  Tenant tenant_;
   v1::UploadAdapterRequest message_;
-  v1::UploadMetadata metadata_;
-  bool have_metadata_ = false;
-  std::unique_ptr<AdapterUpload> upload_;
+  std::unique_ptr<UploadSession> session_;
   bool finished_ = false;
 };
 
@@ -236,8 +214,11 @@ grpc::ServerUnaryReactor* AdapterService::DeleteAdapter(grpc::CallbackServerCont
                                                         v1::DeleteAdapterResponse* response) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*tenants_, *context);
   if (!tenant.ok()) return FinishUnary(context, tenant.status());
-  return FinishUnary(context,
-                     GuardExceptions("DeleteAdapter", [&] { return catalog_->Delete(*tenant, request->reference()); }));
+  const absl::Status s =
+      GuardExceptions("DeleteAdapter", [&] { return catalog_->Delete(*tenant, request->reference()); });
+  spdlog::info("AUDIT adapter-delete tenant={} adapter={} result={}", tenant->id, Excerpt(request->reference()),
+               absl::StatusCodeToString(s.code()));
+  return FinishUnary(context, s);
 }
 
 grpc::ServerUnaryReactor* AdapterService::PrefetchAdapter(grpc::CallbackServerContext* context,
