@@ -133,45 +133,62 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   }
 
   void OnWriteDone(bool ok) override {
-    absl::ReleasableMutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {  // the client is gone: stop generating, drop what is queued
-      write_failed_ = true;
-      queue_.clear();
-      handle_->Cancel();
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {  // the client is gone: stop generating, drop what is queued
+        write_failed_ = true;
+        queue_.clear();
+        handle_->Cancel();
+      }
+      step = NextStep();
     }
-    Pump(&lock);
+    Perform(step);
   }
   void OnCancel() override { handle_->Cancel(); }
   void OnDone() override { delete this; }
 
  private:
+  // What to do after releasing mu_: one write in flight at a time; Finish
+  // after the last write.
+  struct Step {
+    enum { kNothing, kWrite, kFinish } action = kNothing;
+    grpc::Status status;
+  };
+
   // Queues a message and/or the final status, then writes what it can.
   void Enqueue(std::optional<v1::GenerateStreamResponse> m, const grpc::Status* final_status) {
-    absl::ReleasableMutexLock lock(&mu_);
-    if (m && !write_failed_) queue_.push_back(std::move(*m));
-    if (final_status) final_status_ = *final_status;
-    Pump(&lock);
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      if (m && !write_failed_) queue_.push_back(std::move(*m));
+      if (final_status) final_status_ = *final_status;
+      step = NextStep();
+    }
+    Perform(step);
   }
 
-  // One write in flight at a time; Finish after the last write. The gRPC
-  // calls are made after releasing mu_.
-  void Pump(absl::ReleasableMutexLock* lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finish_called_) return;
+  Step NextStep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Step step;
+    if (writing_ || finish_called_) return step;
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
       writing_ = true;
-      lock->Release();
-      StartWrite(&current_);
-      return;
-    }
-    if (final_status_) {
+      step.action = Step::kWrite;
+    } else if (final_status_) {
       finish_called_ = true;
-      grpc::Status status = *final_status_;
-      lock->Release();
-      Finish(status);
+      step.action = Step::kFinish;
+      step.status = *final_status_;
     }
+    return step;
+  }
+
+  // The gRPC calls, made without holding mu_.
+  void Perform(const Step& step) {
+    if (step.action == Step::kWrite) StartWrite(&current_);
+    if (step.action == Step::kFinish) Finish(step.status);
   }
 
   std::shared_ptr<RequestHandle> handle_;
