@@ -27,29 +27,29 @@ AdapterCache::AdapterCache(int64_t budget_bytes, Loader loader, Observer observe
 
 AdapterCache::~AdapterCache() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   thread_.join();
 }
 
 void AdapterCache::SetListener(std::function<void()> listener) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   listener_ = std::move(listener);
 }
 
 void AdapterCache::Notify() {
   std::function<void()> listener;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     listener = listener_;
   }
   if (listener) listener();
 }
 
 void AdapterCache::AddPermanent(const std::string& key, std::shared_ptr<const Adapter> adapter) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Entry& e = entries_[key];
   e.adapter = std::move(adapter);
   e.bytes = e.adapter->parameter_bytes;
@@ -77,7 +77,7 @@ AdapterPin AdapterCache::PinLocked(const std::string& key, Entry& e) {
 
 void AdapterCache::Unpin(const std::string& key) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = entries_.find(key);
     if (it != entries_.end() && it->second.pins > 0) {
       Entry& e = it->second;
@@ -89,7 +89,7 @@ void AdapterCache::Unpin(const std::string& key) {
         e.in_lru = true;
       }
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   Notify();
 }
@@ -114,7 +114,7 @@ bool AdapterCache::MakeRoom(int64_t needed) {
 }
 
 absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t size_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     Entry& e = it->second;
@@ -143,7 +143,7 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t 
   e.bytes = size_bytes;
   loading_bytes_ += size_bytes;
   load_queue_.push_back(key);
-  cv_.notify_all();
+  cv_.SignalAll();
   return s;
 }
 
@@ -155,18 +155,18 @@ absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, 
     if (pin.ok()) return absl::OkStatus();  // the pin drops here; the adapter stays cached
     if (!IsNotResident(pin.status())) return pin.status();
     if (cancelled && cancelled()) return absl::CancelledError("prefetch cancelled by the client");
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("adapter ", key, " did not become resident within ", absl::FormatDuration(timeout),
                        "; every cached adapter is in use, retry later or raise --adapter-cache-mb"));
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(50));
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(50));
   }
 }
 
 void AdapterCache::Erase(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.permanent) return;
   Entry& e = it->second;
@@ -186,7 +186,7 @@ void AdapterCache::Erase(const std::string& key) {
 }
 
 AdapterCache::State AdapterCache::StateOf(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.erased) return State::kAbsent;
   const Entry& e = it->second;
@@ -195,7 +195,7 @@ AdapterCache::State AdapterCache::StateOf(const std::string& key) const {
 }
 
 AdapterCache::Stats AdapterCache::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Stats s = counters_;
   s.resident_bytes = resident_bytes_;
   for (const auto& [key, e] : entries_) {
@@ -209,8 +209,8 @@ void AdapterCache::LoaderLoop() {
   while (true) {
     std::string key;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !load_queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stop_ && load_queue_.empty()) cv_.Wait(&mu_);
       if (stop_) return;
       key = load_queue_.front();
       load_queue_.pop_front();
@@ -219,7 +219,7 @@ void AdapterCache::LoaderLoop() {
     absl::StatusOr<std::shared_ptr<const Adapter>> loaded = loader_(key);
     const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       auto it = entries_.find(key);
       Entry& e = it->second;
       e.loading = false;
@@ -245,7 +245,7 @@ void AdapterCache::LoaderLoop() {
         e.in_lru = true;
         spdlog::info("adapter cache: loaded {} ({:.1f} MiB) in {:.1f} ms", key, MiB(e.bytes), ms);
       }
-      cv_.notify_all();
+      cv_.SignalAll();
     }
     if (observer_.on_load) observer_.on_load(ms, loaded.ok());
     Notify();

@@ -21,14 +21,12 @@
 #ifndef TESSERA_ADAPTERS_ADAPTER_CACHE_H_
 #define TESSERA_ADAPTERS_ADAPTER_CACHE_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -36,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "adapters/adapter.h"
+#include "common/mutex.h"
 
 namespace tessera {
 
@@ -110,9 +109,9 @@ class AdapterCache {
     bool erased = false;  // deleted while pinned; removed at the last unpin
   };
 
-  // With mu_ held: evicts unpinned LRU entries until `needed` more bytes fit.
-  bool MakeRoom(int64_t needed);
-  AdapterPin PinLocked(const std::string& key, Entry& e);
+  // Evicts unpinned LRU entries until `needed` more bytes fit.
+  bool MakeRoom(int64_t needed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  AdapterPin PinLocked(const std::string& key, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unpin(const std::string& key);
   void LoaderLoop();
   void Notify();
@@ -121,16 +120,16 @@ class AdapterCache {
   const Loader loader_;
   const Observer observer_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // load finished / queue changed
-  std::map<std::string, Entry> entries_;
-  std::list<std::string> lru_;  // front: least recently used
-  std::deque<std::string> load_queue_;
-  int64_t resident_bytes_ = 0;  // cached entries
-  int64_t loading_bytes_ = 0;   // reserved by queued or running loads
-  Stats counters_;
-  bool stop_ = false;
-  std::function<void()> listener_;
+  mutable Mutex mu_;
+  CondVar cv_;  // load finished / queue changed
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // front: least recently used
+  std::deque<std::string> load_queue_ ABSL_GUARDED_BY(mu_);
+  int64_t resident_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // cached entries
+  int64_t loading_bytes_ ABSL_GUARDED_BY(mu_) = 0;   // reserved by queued or running loads
+  Stats counters_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> listener_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

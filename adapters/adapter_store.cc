@@ -255,7 +255,7 @@ absl::StatusOr<std::unique_ptr<AdapterStore>> AdapterStore::Open(const std::stri
                      "/.lock is held); give each tessera-server its own --data-dir"));
   }
   {
-    std::lock_guard<std::mutex> lock(store->mu_);
+    MutexLock lock(&store->mu_);
     TESSERA_RETURN_IF_ERROR(store->LoadLocked());
     spdlog::info("adapter store {}: {} adapters, {} quarantined at start", dir, store->entries_.size(),
                  store->quarantined_);
@@ -484,7 +484,7 @@ absl::StatusOr<std::unique_ptr<AdapterUpload>> AdapterStore::BeginUpload(int64_t
   }
   std::string id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     id = NewIdLocked();
   }
   std::string dir = JoinPath(StagingDir(), id);
@@ -527,7 +527,7 @@ absl::StatusOr<StoredAdapter> AdapterStore::Commit(std::unique_ptr<AdapterUpload
   }
   TESSERA_RETURN_IF_ERROR(FsyncDir(upload->dir_));
 
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int64_t count = 0, bytes = 0;
   for (const StoredAdapter& e : entries_) {
     if (e.owner == meta.owner && e.name == meta.name) {
@@ -582,7 +582,7 @@ absl::StatusOr<StoredAdapter> AdapterStore::Commit(std::unique_ptr<AdapterUpload
 }
 
 absl::Status AdapterStore::Remove(const std::string& owner, const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const StoredAdapter& e) { return e.owner == owner && e.name == name; });
   if (it == entries_.end()) {
@@ -612,7 +612,7 @@ absl::Status AdapterStore::Remove(const std::string& owner, const std::string& n
 }
 
 std::optional<StoredAdapter> AdapterStore::Find(const std::string& owner, const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const StoredAdapter& e : entries_) {
     if (e.owner == owner && e.name == name) return e;
   }
@@ -620,7 +620,7 @@ std::optional<StoredAdapter> AdapterStore::Find(const std::string& owner, const 
 }
 
 std::optional<StoredAdapter> AdapterStore::FindById(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const StoredAdapter& e : entries_) {
     if (e.id == id) return e;
   }
@@ -630,7 +630,7 @@ std::optional<StoredAdapter> AdapterStore::FindById(const std::string& id) const
 std::vector<StoredAdapter> AdapterStore::List() const {
   std::vector<StoredAdapter> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     out = entries_;
   }
   std::sort(out.begin(), out.end(), [](const StoredAdapter& a, const StoredAdapter& b) {
@@ -643,7 +643,7 @@ void AdapterStore::Usage(const std::string& owner, int64_t* count, int64_t* byte
   int64_t n = 0;
   int64_t total = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const StoredAdapter& e : entries_) {
       if (e.owner != owner) continue;
       ++n;
@@ -661,7 +661,7 @@ std::string AdapterStore::PathOf(const StoredAdapter& entry) const {
 absl::Status AdapterStore::Verify(const StoredAdapter& entry) {
   StoredAdapter record;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = std::find_if(entries_.begin(), entries_.end(),
                            [&](const StoredAdapter& e) { return e.id == entry.id; });
     if (it == entries_.end()) {
@@ -698,7 +698,7 @@ absl::Status AdapterStore::Verify(const StoredAdapter& entry) {
                                                       " but manifest.json records ", record.sha256)};
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const StoredAdapter& e) { return e.id == record.id; });
   if (it == entries_.end()) {
@@ -719,7 +719,7 @@ absl::Status AdapterStore::Verify(const StoredAdapter& entry) {
 }
 
 int64_t AdapterStore::quarantined() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return quarantined_;
 }
 

@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/sha256.h"
+#include "common/mutex.h"
 
 namespace tessera {
 
@@ -154,23 +154,23 @@ class AdapterStore {
   std::string ManifestPath() const;
   // Open(): creates the directories, wipes staging/, reads the manifest and
   // quarantines whatever does not match it.
-  absl::Status LoadLocked();
+  absl::Status LoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes entries_ and next_id_ to manifest.json.tmp, fsyncs it, renames it
   // over manifest.json and fsyncs DIR.
-  absl::Status WriteManifestLocked() const;
+  absl::Status WriteManifestLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves `path` (when not empty and present) to quarantine/<label>, adds
   // `entry`'s metadata there as stored_adapter.json when given, logs a
   // warning with `reason` and counts it. The caller drops the manifest entry.
   void QuarantineLocked(const std::string& path, const std::string& label, const StoredAdapter* entry,
-                        const std::string& reason);
+                        const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A fresh entry id: zero-padded counter from next_id_ and a random suffix.
-  std::string NewIdLocked();
+  std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string dir_;
-  mutable std::mutex mu_;
-  std::vector<StoredAdapter> entries_;  // guarded by mu_
-  int64_t quarantined_ = 0;             // guarded by mu_
-  uint64_t next_id_ = 0;                // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<StoredAdapter> entries_ ABSL_GUARDED_BY(mu_);
+  int64_t quarantined_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tessera

@@ -47,11 +47,12 @@ absl::StatusOr<std::unique_ptr<WatermarkVault>> WatermarkVault::Open(const std::
         spdlog::warn("watermark vault: skipping {}: {}", path, std::string(cred.status().message()));
         continue;
       }
+      MutexLock lock(&vault->mu_);
       vault->entries_.push_back({owner.path().filename().string(), entry.path().filename().string(),
                                  std::make_shared<const WatermarkCredentials>(*std::move(cred))});
     }
   }
-  spdlog::info("watermark vault {}: {} credential(s)", dir, vault->entries_.size());
+  spdlog::info("watermark vault {}: {} credential(s)", dir, vault->All().size());
   return vault;
 }
 
@@ -80,7 +81,7 @@ absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::Pars
     std::string_view passport, std::string_view raw_factors) const {
   std::string path;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     path = absl::StrCat(dir_, "/.staging/transient-", ::getpid(), "-", next_staging_++);
   }
   absl::Cleanup remove_files = [&] {
@@ -99,7 +100,7 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(
   }
   std::string staging;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     staging = absl::StrCat(dir_, "/.staging/register-", ::getpid(), "-", next_staging_++);
   }
   // Secret files never stay in staging: every way out removes them, unless
@@ -124,7 +125,7 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(
         options.max_false_positive_rate));
   }
   if (admit) TESSERA_RETURN_IF_ERROR(admit(**cred));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const VaultEntry& e : entries_) {
     if (e.owner == owner && e.id == id) {
       return absl::AlreadyExistsError(absl::StrCat("watermark credential '", id, "' already exists"));
@@ -144,7 +145,7 @@ absl::StatusOr<VaultEntry> WatermarkVault::Register(
 }
 
 absl::StatusOr<VaultEntry> WatermarkVault::Find(const std::string& owner, const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const VaultEntry& e : entries_) {
     if (e.owner == owner && e.id == id) return e;
   }
@@ -153,7 +154,7 @@ absl::StatusOr<VaultEntry> WatermarkVault::Find(const std::string& owner, const 
 }
 
 std::vector<VaultEntry> WatermarkVault::All() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return entries_;
 }
 

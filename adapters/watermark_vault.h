@@ -13,7 +13,6 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "adapters/watermark.h"
 #include "server/model/model_config.h"
+#include "common/mutex.h"
 
 namespace tessera {
 
@@ -60,9 +60,9 @@ class WatermarkVault {
 
   const std::string dir_;
   const ModelConfig base_;
-  mutable std::mutex mu_;
-  std::vector<VaultEntry> entries_;    // guarded by mu_
-  mutable uint64_t next_staging_ = 0;  // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<VaultEntry> entries_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t next_staging_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tessera

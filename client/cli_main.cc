@@ -45,6 +45,10 @@ ABSL_FLAG(bool, json, false, "print responses as JSON (one object per line when 
 ABSL_FLAG(double, timeout, 0,
           "seconds to wait for the response; 0: the command's default (generate 600 s, adapters upload "
           "30 min, adapters prefetch 5 min, others 30 s)");
+ABSL_FLAG(bool, tls, false, "connect with TLS (a server started with --tls-cert)");
+ABSL_FLAG(std::string, ca, "", "with --tls: PEM file of the CA that issued the server's certificate");
+ABSL_FLAG(std::string, tls_cert, "", "with --tls: client certificate (PEM) for a server that requires mTLS");
+ABSL_FLAG(std::string, tls_key, "", "with --tls: the client certificate's private key (PEM)");
 ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
 // generate
 ABSL_FLAG(std::string, prompt, "", "prompt text");
@@ -544,8 +548,13 @@ int Run(const std::vector<std::string>& args) {
         absl::StrCat("unknown command '", command, "' (expected generate, info, adapters or watermark)"));
   }
 
+  TlsOptions tls;
+  tls.enabled = absl::GetFlag(FLAGS_tls) || !absl::GetFlag(FLAGS_ca).empty();
+  tls.ca_file = absl::GetFlag(FLAGS_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
   absl::StatusOr<std::unique_ptr<TesseraClient>> client = TesseraClient::Connect(
-      absl::GetFlag(FLAGS_server), absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), ApiKey());
+      absl::GetFlag(FLAGS_server), absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), ApiKey(), tls);
   if (!client.ok()) return Error(client.status());
   return action(**client);
 }

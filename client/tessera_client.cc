@@ -48,9 +48,19 @@ TesseraClient::TesseraClient(std::shared_ptr<grpc::Channel> channel, std::string
       adapters_(v1::Adapters::NewStub(channel_)),
       ownership_(v1::Ownership::NewStub(channel_)) {}
 
+namespace {
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the ", what, " file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<TesseraClient>> TesseraClient::Connect(const std::string& address,
-                                                                      absl::Duration timeout,
-                                                                      std::string api_key) {
+                                                                      absl::Duration timeout, std::string api_key,
+                                                                      const TlsOptions& tls) {
   if (!IsValidApiKey(api_key)) {
     return absl::InvalidArgumentError(
         "the API key may only contain printable ASCII characters without spaces (check for a trailing "
@@ -58,11 +68,30 @@ absl::StatusOr<std::unique_ptr<TesseraClient>> TesseraClient::Connect(const std:
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (tls.enabled) {
+    grpc::SslCredentialsOptions ssl;
+    if (!tls.ca_file.empty()) {
+      absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "CA certificate");
+      if (!ca.ok()) return ca.status();
+      ssl.pem_root_certs = *ca;
+    }
+    if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+      absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "client certificate");
+      if (!cert.ok()) return cert.status();
+      absl::StatusOr<std::string> key = ReadPem(tls.key_file, "client key");
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *cert;
+      ssl.pem_private_key = *key;
+    }
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(address, credentials, args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout))) {
-    return absl::UnavailableError(absl::StrCat("cannot reach a Tessera server at ", address, " within ",
-                                               absl::FormatDuration(timeout),
-                                               " (is tessera-server running there?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach a Tessera server at ", address, " within ", absl::FormatDuration(timeout),
+        tls.enabled ? " (is tessera-server running there with --tls-cert, and does --ca hold its issuer?)"
+                    : " (is tessera-server running there? a server with --tls-cert needs --tls)"));
   }
   return std::unique_ptr<TesseraClient>(new TesseraClient(std::move(channel), std::move(api_key)));
 }

@@ -30,14 +30,24 @@
 
 namespace tessera {
 
+// Transport security of a client channel. PEM file paths; empty fields take
+// gRPC's defaults (the system roots; no client certificate).
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca_file;    // roots to verify the server with
+  std::string cert_file;  // client certificate, for servers that require mTLS
+  std::string key_file;   // its private key
+};
+
 class TesseraClient {
  public:
   // Creates a channel to address ("host:port"); waits up to connect_timeout
   // for it to become ready (Unavailable otherwise). When api_key is not empty,
   // every call sends it as `authorization: Bearer API_KEY` metadata.
+  // NotFound naming a TLS file that cannot be read.
   static absl::StatusOr<std::unique_ptr<TesseraClient>> Connect(
-      const std::string& address, absl::Duration connect_timeout = absl::Seconds(10),
-      std::string api_key = "");
+      const std::string& address, absl::Duration connect_timeout = absl::Seconds(10), std::string api_key = "",
+      const TlsOptions& tls = TlsOptions());
 
   // --- Inference ---
 

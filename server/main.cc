@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -54,6 +55,10 @@ ABSL_FLAG(absl::Duration, upload_idle_timeout, absl::Seconds(30),
           "an upload that sends nothing for this long is cancelled and its files removed");
 ABSL_FLAG(int32_t, max_message_mb, 8, "largest gRPC message accepted, in MiB (uploads send ~1 MiB chunks)");
 ABSL_FLAG(int32_t, max_metadata_kb, 16, "largest gRPC metadata (headers) accepted, in KiB");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC over TLS (with --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require every client to present a certificate it issued (mTLS)");
 ABSL_FLAG(absl::Duration, testing_step_delay, absl::ZeroDuration(),
           "for tests only: pause after every engine step, to make queue waits observable");
 
@@ -89,6 +94,45 @@ void RaiseFileLimit() {
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return;
   }
   spdlog::info("file descriptor limit {}", static_cast<uint64_t>(rl.rlim_cur));
+}
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, " ", path, ": cannot read the file"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": not a PEM file"));
+  }
+  return ss.str();
+}
+
+// Plaintext unless --tls-cert/--tls-key; mTLS with --tls-client-ca.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags() {
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key),
+                    client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty() && key.empty()) {
+    if (!client_ca.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    return grpc::InsecureServerCredentials();
+  }
+  if (cert.empty() || key.empty()) return absl::InvalidArgumentError("pass both --tls-cert and --tls-key");
+  grpc::SslServerCredentialsOptions options;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  absl::StatusOr<std::string> text = ReadPemFile(cert, "--tls-cert");
+  if (!text.ok()) return text.status();
+  pair.cert_chain = *text;
+  text = ReadPemFile(key, "--tls-key");
+  if (!text.ok()) return text.status();
+  pair.private_key = *text;
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!client_ca.empty()) {
+    text = ReadPemFile(client_ca, "--tls-client-ca");
+    if (!text.ok()) return text.status();
+    options.pem_root_certs = *text;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  spdlog::info("gRPC over TLS{}", client_ca.empty() ? "" : " with client certificates required (mTLS)");
+  return grpc::SslServerCredentials(options);
 }
 
 int Run() {
@@ -199,7 +243,9 @@ int Run() {
   // No SO_REUSEPORT: with it, two servers asking for port 0 (or a fixed
   // port) can end up sharing one and splitting each other's connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFlags();
+  if (!credentials.ok()) return Fail(absl::StrCat("cannot start: ", credentials.status().message()));
+  builder.AddListeningPort(listen, *credentials, &port);
   builder.RegisterService(&service);
   builder.RegisterService(&adapter_service);
   builder.RegisterService(&ownership_service);

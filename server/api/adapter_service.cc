@@ -112,15 +112,16 @@ UploadTracker::UploadTracker(UploadLimits limits) : limits_(limits) {
 
 UploadTracker::~UploadTracker() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
+  stop_cv_.SignalAll();
   reaper_.join();
 }
 
 absl::Status UploadTracker::Add(const void* key, const std::string& tenant,
                                 grpc::CallbackServerContext* context) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (static_cast<int32_t>(entries_.size()) >= limits_.max_total) {
     return absl::ResourceExhaustedError(absl::StrCat("the server has ", entries_.size(),
                                                      " uploads in flight, its limit (--max-uploads-total); "
@@ -138,7 +139,7 @@ absl::Status UploadTracker::Add(const void* key, const std::string& tenant,
 }
 
 void UploadTracker::Touch(const void* key, bool busy) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
   it->second.last_activity = absl::Now();
@@ -146,13 +147,13 @@ void UploadTracker::Touch(const void* key, bool busy) {
 }
 
 bool UploadTracker::TimedOut(const void* key) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   return it != entries_.end() && it->second.timed_out;
 }
 
 void UploadTracker::Remove(const void* key) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
   auto t = by_tenant_.find(it->second.tenant);
@@ -162,8 +163,10 @@ void UploadTracker::Remove(const void* key) {
 
 void UploadTracker::Reap() {
   const absl::Duration period = std::min(absl::Seconds(1), limits_.idle_timeout / 4);
-  absl::MutexLock lock(&mu_);
-  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) {
+  MutexLock lock(&mu_);
+  while (true) {
+    stop_cv_.WaitWithTimeout(&mu_, period);
+    if (stopping_) return;
     const absl::Time now = absl::Now();
     for (auto& [key, e] : entries_) {
       if (e.busy || e.timed_out || now - e.last_activity < limits_.idle_timeout) continue;

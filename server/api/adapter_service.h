@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "server/api/adapter_catalog.h"
@@ -61,10 +61,11 @@ class UploadTracker {
   void Reap();
 
   const UploadLimits limits_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<const void*, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> by_tenant_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar stop_cv_;
   std::thread reaper_;
 };
 

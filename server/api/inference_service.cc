@@ -10,7 +10,7 @@
 namespace tessera {
 
 absl::StatusOr<std::unique_ptr<InflightCounter::Slot>> InflightCounter::Acquire(const std::string& tenant) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (in_flight_ >= total_) {
     return absl::ResourceExhaustedError(absl::StrCat("the server has ", in_flight_,
                                                      " requests in flight, its limit (--max-requests-total); "
@@ -28,7 +28,7 @@ absl::StatusOr<std::unique_ptr<InflightCounter::Slot>> InflightCounter::Acquire(
 }
 
 void InflightCounter::Release(const std::string& tenant) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   --in_flight_;
   auto it = by_tenant_.find(tenant);
   if (it != by_tenant_.end() && --it->second <= 0) by_tenant_.erase(it);
@@ -135,7 +135,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   void OnWriteDone(bool ok) override {
     Step step;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) {  // the client is gone: stop generating, drop what is queued
         write_failed_ = true;
@@ -161,7 +161,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   void Enqueue(std::optional<v1::GenerateStreamResponse> m, const grpc::Status* final_status) {
     Step step;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (m && !write_failed_) queue_.push_back(std::move(*m));
       if (final_status) final_status_ = *final_status;
       step = NextStep();
@@ -193,7 +193,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
 
   std::shared_ptr<RequestHandle> handle_;
   std::unique_ptr<InflightCounter::Slot> slot_;  // set once, by the worker task
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<v1::GenerateStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
   v1::GenerateStreamResponse current_;  // owned by the write in flight
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);

@@ -20,7 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "common/work_queue.h"
 #include "server/api/adapter_catalog.h"
 #include "server/api/request_conversion.h"
@@ -62,7 +62,7 @@ class InflightCounter {
   void Release(const std::string& tenant);
 
   const int32_t per_tenant_, total_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, int32_t> by_tenant_ ABSL_GUARDED_BY(mu_);
   int32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };

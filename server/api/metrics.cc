@@ -160,14 +160,14 @@ void Histogram::Observe(double v) {
   // land in +Inf.
   size_t i = bounds_.size();
   if (!std::isnan(v)) i = std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++counts_[i];
   sum_ += v;
   ++count_;
 }
 
 void Histogram::Read(std::vector<uint64_t>* cumulative, double* sum, uint64_t* count) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (cumulative != nullptr) {
     cumulative->resize(counts_.size());
     uint64_t running = 0;
@@ -224,7 +224,7 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(const std::string& name, con
 
 Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
                                      const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& family = GetFamily(name, help, kCounter);
   Family::Series& series = family.series[labels];
   if (series.counter == nullptr) {
@@ -236,7 +236,7 @@ Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string&
 
 Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& help,
                                  const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& family = GetFamily(name, help, kGauge);
   Family::Series& series = family.series[labels];
   if (series.callback) Fatal("gauge " + name + " series is already a callback gauge");
@@ -249,7 +249,7 @@ Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
 
 Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
                                          const std::vector<double>& bounds, const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& family = GetFamily(name, help, kHistogram);
   Family::Series& series = family.series[labels];
   if (series.histogram == nullptr) {
@@ -263,7 +263,7 @@ Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::str
 
 void MetricsRegistry::AddGaugeCallback(const std::string& name, const std::string& help,
                                        std::function<double()> fn, const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& family = GetFamily(name, help, kGauge);
   Family::Series& series = family.series[labels];
   if (series.gauge != nullptr) Fatal("gauge " + name + " series is already a plain gauge");
@@ -288,7 +288,7 @@ std::string MetricsRegistry::Render() const {
   };
   std::vector<FamilySnapshot> snapshot;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     snapshot.reserve(families_.size());
     for (const auto& [name, family] : families_) {
       FamilySnapshot& f = snapshot.emplace_back();
@@ -341,7 +341,7 @@ struct MetricsHttpServer::Impl {
   httplib::Server server;
   std::thread thread;
   std::atomic<bool> thread_done{false};
-  std::mutex stop_mu;
+  Mutex stop_mu;
 };
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& listen,
@@ -426,7 +426,7 @@ MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
 void MetricsHttpServer::Stop() {
   if (impl_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(impl_->stop_mu);
+  MutexLock lock(&impl_->stop_mu);
   if (!impl_->thread.joinable()) return;
   impl_->server.stop();
   impl_->thread.join();

@@ -14,11 +14,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 
 namespace tessera {
 
@@ -53,10 +53,10 @@ class Histogram {
 
  private:
   const std::vector<double> bounds_;
-  mutable std::mutex mu_;
-  std::vector<uint64_t> counts_;  // per bucket (not cumulative), +Inf last
-  double sum_ = 0;
-  uint64_t count_ = 0;
+  mutable Mutex mu_;
+  std::vector<uint64_t> counts_ ABSL_GUARDED_BY(mu_);  // per bucket (not cumulative), +Inf last
+  double sum_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Buckets in milliseconds for latencies from 1 ms to 60 s.
@@ -85,10 +85,11 @@ class MetricsRegistry {
 
  private:
   struct Family;
-  Family& GetFamily(const std::string& name, const std::string& help, const char* type);
+  Family& GetFamily(const std::string& name, const std::string& help, const char* type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Family>> families_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, std::unique_ptr<Family>> families_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves GET /metrics (text/plain; version=0.0.4) from a background thread.

@@ -27,10 +27,16 @@ class KvCache {
     return static_cast<int32_t>((tokens + block_size_ - 1) / block_size_);
   }
 
-  // Takes n blocks off the free list; ResourceExhausted when too few are free.
-  absl::StatusOr<std::vector<int32_t>> Allocate(int32_t n);
-  // Returns blocks to the free list.
-  void Free(const std::vector<int32_t>& blocks);
+  // Takes n blocks off the free list for `owner` (a sequence's id, not
+  // kNoOwner); ResourceExhausted when too few are free.
+  absl::StatusOr<std::vector<int32_t>> Allocate(int32_t n, uint64_t owner = 0);
+  // Returns owner's blocks to the free list. Freeing a block that is free
+  // (a double free) or that another owner holds is memory corruption in the
+  // making: it CHECK-fails (logs and aborts) instead of serving one
+  // sequence's cache to another.
+  void Free(const std::vector<int32_t>& blocks, uint64_t owner = 0);
+
+  static constexpr uint64_t kNoOwner = ~uint64_t{0};
 
  private:
   int32_t num_blocks_;
@@ -38,6 +44,7 @@ class KvCache {
   std::vector<std::vector<float>> k_;
   std::vector<std::vector<float>> v_;
   std::vector<int32_t> free_;
+  std::vector<uint64_t> owner_;  // per block; kNoOwner when free
 };
 
 }  // namespace tessera

@@ -27,25 +27,17 @@ const char* FinishReasonName(FinishReason r) {
   return "?";
 }
 
-struct RequestHandle::Wake {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::unique_ptr<Scheduler::Request>> queue;  // guarded by mu
-  int32_t running = 0;                                    // guarded by mu
-  bool stop = false;                                      // guarded by mu
-  // Bumped by every event that may let a queued request in (submission,
-  // cancellation, adapter load or unpin); guarded by mu.
-  uint64_t events = 0;
-};
+RequestHandle::Wake::Wake() = default;
+RequestHandle::Wake::~Wake() = default;
 
 void RequestHandle::Cancel() {
   if (cancelled_.exchange(true)) return;
-  std::lock_guard<std::mutex> lock(wake_->mu);
+  MutexLock lock(&wake_->mu);
   ++wake_->events;
-  wake_->cv.notify_all();
+  wake_->cv.SignalAll();
 }
 
-struct Scheduler::Request {
+struct ScheduledRequest {
   std::shared_ptr<RequestHandle> handle;
   GenerationParams params;
   GenerationCallbacks callbacks;
@@ -95,9 +87,9 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
     std::weak_ptr<RequestHandle::Wake> weak = wake_;
     adapters_->SetListener([weak] {
       if (auto wake = weak.lock()) {
-        std::lock_guard<std::mutex> lock(wake->mu);
+        MutexLock lock(&wake->mu);
         ++wake->events;
-        wake->cv.notify_all();
+        wake->cv.SignalAll();
       }
     });
   }
@@ -113,7 +105,7 @@ void Scheduler::SetObserver(Observer observer) { observer_ = std::move(observer)
 Scheduler::Stats Scheduler::stats() const {
   Stats s;
   {
-    std::lock_guard<std::mutex> lock(wake_->mu);
+    MutexLock lock(&wake_->mu);
     s.queued = static_cast<int32_t>(wake_->queue.size());
     s.running = wake_->running;
   }
@@ -209,7 +201,7 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   r->params = std::move(params);
   r->callbacks = std::move(callbacks);
   r->submitted = absl::Now();
-  std::lock_guard<std::mutex> lock(wake_->mu);
+  MutexLock lock(&wake_->mu);
   r->arrival = next_arrival_++;
   if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
   if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
@@ -218,7 +210,7 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   }
   wake_->queue.push_back(std::move(r));
   ++wake_->events;
-  wake_->cv.notify_all();
+  wake_->cv.SignalAll();
   return absl::OkStatus();
 }
 
@@ -227,22 +219,25 @@ void Scheduler::StopAdmitting() { admitting_.store(false); }
 void Scheduler::Stop() {
   admitting_.store(false);
   {
-    std::lock_guard<std::mutex> lock(wake_->mu);
+    MutexLock lock(&wake_->mu);
     wake_->stop = true;
-    wake_->cv.notify_all();
+    wake_->cv.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
 }
 
 bool Scheduler::WaitIdle(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(wake_->mu);
-  return wake_->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                            [&] { return wake_->queue.empty() && wake_->running == 0; });
+  const absl::Time deadline = absl::Now() + timeout;
+  MutexLock lock(&wake_->mu);
+  while (!(wake_->queue.empty() && wake_->running == 0)) {
+    if (absl::Now() >= deadline) return false;
+    wake_->cv.WaitWithDeadline(&wake_->mu, deadline);
+  }
+  return true;
 }
 
-std::deque<std::unique_ptr<Scheduler::Request>>::iterator Scheduler::NextCandidate(
+std::deque<std::unique_ptr<ScheduledRequest>>::iterator Scheduler::NextCandidate(
     const std::vector<const Request*>& skip) {
-  // Called with wake_->mu held.
   auto& queue = wake_->queue;
   auto best = queue.end();
   double best_served = 0;
@@ -276,7 +271,6 @@ void Scheduler::ChargeTenant(const std::string& tenant, double tokens) {
 }
 
 void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done) {
-  // Called with wake_->mu held.
   auto& queue = wake_->queue;
   const absl::Time now = absl::Now();
   for (auto it = queue.begin(); it != queue.end();) {
@@ -319,7 +313,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
       }
       r.adapter = *std::move(pin);
     }
-    r.blocks = *kv.Allocate(need);
+    r.blocks = *kv.Allocate(need, r.arrival);
     if (!r.started()) {  // first admission (not a preempted request coming back)
       r.scheduled = now;
       ChargeTenant(r.params.tenant, static_cast<double>(r.params.prompt_ids.size()) + r.max_new);
@@ -340,8 +334,8 @@ void Scheduler::Loop() {
     std::vector<std::pair<std::unique_ptr<Request>, absl::Status>> done;
     bool stop;
     {
-      std::unique_lock<std::mutex> lock(wake_->mu);
-      auto ready = [&] {
+      MutexLock lock(&wake_->mu);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_->mu) {
         if (wake_->stop || !running_.empty()) return true;
         for (const auto& r : wake_->queue) {
           if (r->handle->cancelled() || r->expired(absl::Now())) return true;
@@ -358,9 +352,9 @@ void Scheduler::Loop() {
           if (!r->started()) earliest = std::min(earliest, r->params.deadline);
         }
         if (earliest == absl::InfiniteFuture()) {
-          wake_->cv.wait(lock);
+          wake_->cv.Wait(&wake_->mu);
         } else {
-          wake_->cv.wait_for(lock, absl::ToChronoNanoseconds(earliest - absl::Now()));
+          wake_->cv.WaitWithDeadline(&wake_->mu, earliest);
         }
       }
       seen_events_ = wake_->events;
@@ -377,9 +371,9 @@ void Scheduler::Loop() {
     if (stop) {
       for (auto& r : running_) FinishRequest(*r, FinishReason::kCancelled);
       running_.clear();
-      std::lock_guard<std::mutex> lock(wake_->mu);
+      MutexLock lock(&wake_->mu);
       wake_->running = 0;
-      wake_->cv.notify_all();
+      wake_->cv.SignalAll();
       return;
     }
     // Drop running requests whose client went away.
@@ -389,9 +383,9 @@ void Scheduler::Loop() {
     std::erase_if(running_, [](const std::unique_ptr<Request>& r) { return r->handle == nullptr; });
     if (!running_.empty()) RunStep();
     if (options_.testing_step_delay > absl::ZeroDuration()) absl::SleepFor(options_.testing_step_delay);
-    std::lock_guard<std::mutex> lock(wake_->mu);
+    MutexLock lock(&wake_->mu);
     wake_->running = static_cast<int32_t>(running_.size());
-    wake_->cv.notify_all();
+    wake_->cv.SignalAll();
   }
 }
 
@@ -439,13 +433,13 @@ bool Scheduler::GrowBlocks() {
       }
       if (victim == nullptr) break;
       preempted.push_back(victim);
-      kv.Free(victim->blocks);
+      kv.Free(victim->blocks, victim->arrival);
       victim->blocks.clear();
       if (victim == r) break;
     }
     if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
     if (need > 0) {
-      absl::StatusOr<std::vector<int32_t>> more = kv.Allocate(need);
+      absl::StatusOr<std::vector<int32_t>> more = kv.Allocate(need, r->arrival);
       if (!more.ok()) {  // cannot happen: a lone request always fits (checked in Submit)
         spdlog::error("KV cache exhausted with nothing left to preempt");
         return false;
@@ -475,7 +469,7 @@ bool Scheduler::GrowBlocks() {
     back.push_back(std::move(*it));
     it = running_.erase(it);
   }
-  std::lock_guard<std::mutex> lock(wake_->mu);
+  MutexLock lock(&wake_->mu);
   // Front of the queue in arrival order, so they are the first readmitted.
   std::sort(back.begin(), back.end(), [](const auto& a, const auto& b) { return a->arrival < b->arrival; });
   for (auto it = back.rbegin(); it != back.rend(); ++it) wake_->queue.push_front(std::move(*it));
@@ -599,7 +593,7 @@ void Scheduler::RunStep() {
 void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status status) {
   retry_admission_ = true;  // its KV blocks and batch slot may let a queued request in
   if (!r.blocks.empty()) {
-    engine_->kv_cache().Free(r.blocks);
+    engine_->kv_cache().Free(r.blocks, r.arrival);
     r.blocks.clear();
     kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
   }

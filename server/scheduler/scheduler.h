@@ -18,17 +18,16 @@
 #define TESSERA_SERVER_SCHEDULER_SCHEDULER_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "adapters/adapter_cache.h"
 #include "server/engine/engine.h"
 #include "server/model/tokenizer.h"
@@ -53,6 +52,7 @@ struct SchedulerOptions {
 };
 
 class Scheduler;
+struct ScheduledRequest;  // scheduler.cc
 
 // Cancels its request when Cancel() is called or when it is destroyed. Create
 // it before Submit so that a cancellation can never race the registration.
@@ -68,6 +68,22 @@ class RequestHandle {
   explicit RequestHandle(std::shared_ptr<Wake> wake) : wake_(std::move(wake)) {}
   std::shared_ptr<Wake> wake_;
   std::atomic<bool> cancelled_{false};
+};
+
+// What the scheduler thread sleeps on, shared with the handles (which may
+// outlive the scheduler): the queue of submitted requests and the events
+// that may let one in.
+struct RequestHandle::Wake {
+  Wake();
+  ~Wake();
+  Mutex mu;
+  CondVar cv;
+  std::deque<std::unique_ptr<ScheduledRequest>> queue ABSL_GUARDED_BY(mu);
+  int32_t running ABSL_GUARDED_BY(mu) = 0;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  // Bumped by every event that may let a queued request in (submission,
+  // cancellation, adapter load or unpin).
+  uint64_t events ABSL_GUARDED_BY(mu) = 0;
 };
 
 class Scheduler {
@@ -126,17 +142,18 @@ class Scheduler {
   const SchedulerOptions& options() const { return options_; }
 
  private:
-  friend struct RequestHandle::Wake;
-  struct Request;
+  using Request = ScheduledRequest;
 
   absl::Status Validate(const GenerationParams& p) const;
   void Loop();
   // Moves queued requests into the batch; those that cannot run (cancelled,
   // past their deadline, adapter failed) go to `done` with their status.
-  void Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done);
+  void Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Status>>* done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_->mu);
   // The queued request to consider next for admission, fairness order,
   // skipping `skip`.
-  std::deque<std::unique_ptr<Request>>::iterator NextCandidate(const std::vector<const Request*>& skip);
+  std::deque<std::unique_ptr<Request>>::iterator NextCandidate(const std::vector<const Request*>& skip)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_->mu);
   void RunStep();
   // Prompt tokens of each prefilling request to run this step (0: wait).
   void AssignPrefillChunks();
@@ -160,8 +177,8 @@ class Scheduler {
   std::shared_ptr<RequestHandle::Wake> wake_;  // mutex, condvar and the queue
   std::thread thread_;
   std::atomic<bool> admitting_{true};
-  uint64_t next_arrival_ = 0;    // guarded by wake_->mu
-  uint64_t seen_events_ = 0;     // guarded by wake_->mu
+  uint64_t next_arrival_ ABSL_GUARDED_BY(wake_->mu) = 0;
+  uint64_t seen_events_ ABSL_GUARDED_BY(wake_->mu) = 0;
   bool retry_admission_ = true;  // a request finished since the last admission pass
 
   // Owned by the scheduler thread.

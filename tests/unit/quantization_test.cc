@@ -151,7 +151,7 @@ TEST(QuantizationTest, RoundsHalfToEvenAndClamps) {
   float back[8];
   PortableIsa().dequant_int4(packed, &scale, 8, back, 8);
   EXPECT_EQ(std::vector<float>(back, back + 8), (std::vector<float>{7, 2, 4, 0, -7, 0, 2, -2}));
-  int8_t q[2];
+  int8_t q[3];
   const float w8[2] = {127.0f, -63.5f};
   QuantizeRowInt8(w8, 2, q, &scale);
   EXPECT_EQ(q[0], 127);

@@ -24,7 +24,8 @@ class SchedulerTest : public ::testing::Test {
     delete tokenizer_;
   }
 
-  void StartScheduler(int32_t max_batch, int64_t kv_tokens = 8 * 256, int32_t max_step_tokens = 512) {
+  void StartScheduler(int32_t max_batch, int64_t kv_tokens = 8 * 256, int32_t max_step_tokens = 512,
+                      bool start = true) {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = kv_tokens;
@@ -34,7 +35,7 @@ class SchedulerTest : public ::testing::Test {
     so.max_new_tokens_limit = 256;
     so.max_step_tokens = max_step_tokens;
     scheduler_ = std::make_unique<Scheduler>(engine_.get(), tokenizer_, std::vector<int32_t>{1}, so);
-    scheduler_->Start();
+    if (start) scheduler_->Start();
   }
   void TearDown() override { scheduler_.reset(); }
 
@@ -309,8 +310,10 @@ TEST_F(SchedulerTest, QueuedRequestPastItsDeadlineIsDropped) {
 
 TEST_F(SchedulerTest, TenantsShareTheBatchFairly) {
   // One slot. Tenant A queues ten requests before B's single one arrives; B
-  // must not wait for all of A's: it runs second, after A's first.
-  StartScheduler(/*max_batch=*/1);
+  // must not wait for all of A's: it runs second, after A's first. All are
+  // queued before the scheduler starts, so a slow machine cannot finish A's
+  // first requests before B arrives.
+  StartScheduler(/*max_batch=*/1, 8 * 256, 512, /*start=*/false);
   std::vector<std::pair<std::string, absl::Time>> finished;
   std::mutex mu;
   auto submit = [&](const std::string& tenant, int prompt) {
@@ -325,6 +328,7 @@ TEST_F(SchedulerTest, TenantsShareTheBatchFairly) {
   };
   for (int i = 0; i < 10; ++i) submit("a", i % 6);
   submit("b", 0);
+  scheduler_->Start();
   ASSERT_TRUE(scheduler_->WaitIdle(absl::Seconds(30)));
   ASSERT_EQ(finished.size(), 11u);
   int b_position = 0;
