@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
+#include "common/json_util.h"
 #include "common/process_memory.h"
 #include "nlohmann/json.hpp"
 #include "server/serving_flags.h"
@@ -112,12 +113,9 @@ int Run() {
   std::string text;
   for (int number = 1; std::getline(in, text); ++number) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(text);
-    } catch (const json::exception& e) {
-      return Fail(absl::StrCat(input, ":", number, ": not valid JSON: ", e.what()));
-    }
+    absl::StatusOr<json> parsed = ParseJson(text, absl::StrCat(input, ":", number), 64 << 20);
+    if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
+    const json& j = *parsed;
     Line line;
     line.number = number;
     if (absl::Status s = ParseLine(j, *(*stack)->tokenizer, &line); !s.ok()) {
@@ -140,8 +138,10 @@ int Run() {
     results.push_back(promise->get_future());
     GenerationCallbacks cb;
     cb.on_finish = [promise, &done](GenerationResult r) {
-      promise->set_value(std::move(r));
+      // Count first: once the last promise is set, Run() may return and
+      // `done` goes out of scope while this callback would still use it.
       done.fetch_add(1);
+      promise->set_value(std::move(r));
     };
     handles.push_back(scheduler.NewHandle());
     if (absl::Status s = scheduler.Submit(handles.back(), std::move(lines[i].params), std::move(cb));
