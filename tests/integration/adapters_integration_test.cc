@@ -705,5 +705,94 @@ TEST_F(TenantTest, CrossTenantMatrix) {
   EXPECT_EQ(a_->GetAdapter("private-one").status().code(), absl::StatusCode::kNotFound);
 }
 
+// Every RPC that names an adapter or a credential, called by another tenant,
+// by a tenant guessing references and store ids, and without a valid key:
+// each call is denied with its code, and a denial for something that exists
+// reads exactly like one for something that does not.
+TEST_F(TenantTest, IsolationMatrixOverEveryRpcThatNamesAnAdapterOrCredential) {
+  auto info = a_->UploadAdapter(FixtureAdapterDir("seal"), Meta("secret-one"));
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto files = TesseraClient::ReadCredentialFiles(testing::TinyLlamaDir() + "/owner_secret/passport.safetensors",
+                                                  testing::TinyLlamaDir() + "/owner_secret/original_lora.safetensors");
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_TRUE(a_->RegisterWatermark("cred-a", *files).ok());
+  std::string store_id;  // the store's own id of A's adapter, as an attacker might guess it
+  for (const auto& e : fs::directory_iterator(dir_.Join("data/adapters"))) store_id = e.path().filename().string();
+  ASSERT_FALSE(store_id.empty());
+  auto none = ConnectOrDie(*server_);
+  auto wrong = ConnectOrDie(*server_, "not-a-key");
+
+  struct Call {
+    std::string what;
+    std::function<absl::Status(TesseraClient&, const std::string& ref)> run;
+  };
+  const std::vector<Call> calls = {
+      {"Generate", [](TesseraClient& c, const std::string& ref) { return c.Generate(GreedyRequest(0, ref, 2)).status(); }},
+      {"GenerateStream",
+       [](TesseraClient& c, const std::string& ref) {
+         return c.GenerateStream(GreedyRequest(0, ref, 2), [](const v1::GenerateStreamResponse&) {});
+       }},
+      {"GetAdapter", [](TesseraClient& c, const std::string& ref) { return c.GetAdapter(ref).status(); }},
+      {"DeleteAdapter", [](TesseraClient& c, const std::string& ref) { return c.DeleteAdapter(ref); }},
+      {"PrefetchAdapter", [](TesseraClient& c, const std::string& ref) { return c.PrefetchAdapter(ref).status(); }},
+      {"VerifyOwnership(adapter)",
+       [](TesseraClient& c, const std::string& ref) {
+         v1::VerifyOwnershipRequest v;
+         v.set_adapter_id(ref);
+         v.set_credential_id("cred-b-none");
+         return c.VerifyOwnership(v).status();
+       }},
+  };
+  int cases = 0, denied = 0;
+  auto expect_denied = [&](const absl::Status& s, std::initializer_list<absl::StatusCode> codes, const std::string& label) {
+    ++cases;
+    bool ok = false;
+    for (absl::StatusCode c : codes) ok |= s.code() == c;
+    denied += ok ? 1 : 0;
+    EXPECT_TRUE(ok) << label << ": " << s;
+  };
+  for (const Call& call : calls) {
+    // Another tenant: NotFound, word for word as for a name that never existed.
+    const absl::Status real = call.run(*b_, "acme/secret-one");
+    const absl::Status missing = call.run(*b_, "acme/never-was");
+    expect_denied(real, {absl::StatusCode::kNotFound}, call.what + " by another tenant");
+    EXPECT_EQ(std::string(real.message()),
+              absl::StrReplaceAll(std::string(missing.message()), {{"never-was", "secret-one"}}))
+        << call.what;
+    // Guessing: store ids, case, path tricks, the owner's bare name.
+    for (const std::string& guess : std::vector<std::string>{"@" + store_id, "acme/@" + store_id, store_id, "ACME/secret-one",
+                                     "acme/./secret-one", "../acme/secret-one", "acme//secret-one", "secret-one"}) {
+      expect_denied(call.run(*b_, guess), {absl::StatusCode::kNotFound, absl::StatusCode::kInvalidArgument},
+                    call.what + " guessing '" + guess + "'");
+    }
+    // No key, a wrong key.
+    for (TesseraClient* c : {none.get(), wrong.get()}) {
+      expect_denied(call.run(*c, "acme/secret-one"), {absl::StatusCode::kUnauthenticated}, call.what + " without a key");
+    }
+  }
+  // Credentials: another tenant cannot use A's, by its id or by OWNER/ID.
+  for (const std::string& cred : {"cred-a", "acme/cred-a"}) {
+    v1::VerifyOwnershipRequest v;
+    v.set_adapter_id("acme/secret-one");
+    v.set_credential_id(cred);
+    expect_denied(b_->VerifyOwnership(v).status(), {absl::StatusCode::kNotFound, absl::StatusCode::kPermissionDenied},
+                  "VerifyOwnership(credential " + cred + ") by another tenant");
+    expect_denied(none->VerifyOwnership(v).status(), {absl::StatusCode::kUnauthenticated},
+                  "VerifyOwnership without a key");
+  }
+  expect_denied(none->RegisterWatermark("cred-x", *files).status(), {absl::StatusCode::kUnauthenticated},
+                "RegisterWatermark without a key");
+  // A registered credential claims the hosted adapter of another tenant: the
+  // earlier hosted upload wins.
+  auto claim = b_->RegisterWatermark("claim", *files);
+  expect_denied(claim.status(), {absl::StatusCode::kPermissionDenied}, "RegisterWatermark claiming a hosted adapter");
+  EXPECT_NE(claim.status().message().find("earlier hosted upload wins"), std::string::npos) << claim.status();
+  EXPECT_EQ(claim.status().message().find("acme"), std::string::npos) << "the refusal names the other tenant";
+  EXPECT_EQ(denied, cases);
+  std::printf("isolation matrix: %d of %d calls denied with the right code\n", denied, cases);
+  // Nothing changed for the owner.
+  EXPECT_TRUE(a_->GetAdapter("secret-one").ok());
+}
+
 }  // namespace
 }  // namespace tessera
