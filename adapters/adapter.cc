@@ -258,7 +258,7 @@ class Loader {
       bool ok = false;
       for (const char* k : known) ok |= param == k;
       if (!ok) {
-        return Error(absl::StrCat(ref.path, ": tensor '", param, "' is not supported for peft_type ",
+        return Error(absl::StrCat(ref.path, ": tensor '", Excerpt(param), "' is not supported for peft_type ",
                                   config_.value("peft_type", ""),
                                   " (DoRA, biases and embeddings are not supported)"));
       }
@@ -445,6 +445,7 @@ std::optional<LinearModulePath> ParseLinearModulePath(std::string_view path, int
   for (const char c : digits) {
     if (c < '0' || c > '9') return std::nullopt;
   }
+  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;  // one spelling per layer
   int64_t layer = 0;
   if (!absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &layer) || layer < 0 || layer >= num_layers) return std::nullopt;
   const std::string_view module = path.substr(dot + 1);

@@ -230,7 +230,12 @@ absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport
     }
     const int module = static_cast<int>(path->module);
     auto& slot = factors[{layer, module}];
-    (is_a ? slot.first : slot.second) = &view;
+    const TensorView*& dest = is_a ? slot.first : slot.second;
+    if (dest != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(raw_factors_path, ": tensor '", Excerpt(name),
+                                                     "' repeats a factor already given for that module"));
+    }
+    dest = &view;
   }
   if (factors.empty()) return absl::InvalidArgumentError(absl::StrCat(raw_factors_path, ": no raw factors"));
   for (const auto& [key, ab] : factors) {

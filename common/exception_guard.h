@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 
 namespace tessera {
 
@@ -26,7 +27,7 @@ auto GuardExceptions(std::string_view what, Fn&& fn) -> decltype(fn()) {
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(absl::StrCat(std::string(what), ": out of memory"));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(std::string(what), ": unexpected error (", std::string(e.what()).substr(0, 200),
+    return absl::InternalError(absl::StrCat(std::string(what), ": unexpected error (", Excerpt(e.what(), 200),
                                             "); this is a bug, please report it"));
   } catch (...) {
     return absl::InternalError(absl::StrCat(std::string(what), ": unexpected error; this is a bug, please report it"));

@@ -231,7 +231,7 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
   }
   const std::string actual = upload->Sha256Hex();
   if (absl::AsciiStrToLower(sha256_hex) != actual) {
-    return absl::DataLossError(absl::StrCat("sha256 mismatch: the client sent ", sha256_hex,
+    return absl::DataLossError(absl::StrCat("sha256 mismatch: the client sent ", Excerpt(sha256_hex, 64),
                                             " but the received bytes hash to ", actual,
                                             "; the upload was corrupted in transit, send it again"));
   }

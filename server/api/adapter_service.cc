@@ -53,7 +53,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
           " (--upload-idle-timeout); nothing was stored")));
       return;
     }
-    tracker_->Touch(this);
+    if (!tracker_->Touch(this)) {
+      Fail(absl::DeadlineExceededError("the upload was idle for too long (--upload-idle-timeout); nothing was stored"));
+      return;
+    }
     if (!ok) {  // the client half-closed (or vanished) before sending the sha256
       Fail(session_->EndedEarly());
       return;
@@ -70,8 +73,11 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadAdapterRequ
     }
     // Validation reads and converts the whole adapter: off the gRPC callback
     // thread. Nothing touches `this` after Finish.
+    if (!tracker_->Touch(this, /*busy=*/true)) {
+      Fail(absl::DeadlineExceededError("the upload was idle for too long (--upload-idle-timeout); nothing was stored"));
+      return;
+    }
     finished_ = true;
-    tracker_->Touch(this, /*busy=*/true);
     std::thread([this] {
       absl::StatusOr<v1::AdapterInfo> info = session_->Commit();
       spdlog::info("AUDIT adapter-create tenant={} adapter={} visibility={} result={}", session_->tenant().id,
@@ -138,12 +144,14 @@ absl::Status UploadTracker::Add(const void* key, const std::string& tenant,
   return absl::OkStatus();
 }
 
-void UploadTracker::Touch(const void* key, bool busy) {
+bool UploadTracker::Touch(const void* key, bool busy) {
   MutexLock lock(&mu_);
   auto it = entries_.find(key);
-  if (it == entries_.end()) return;
+  if (it == entries_.end()) return true;
+  if (it->second.timed_out) return false;
   it->second.last_activity = absl::Now();
   it->second.busy = it->second.busy || busy;
+  return true;
 }
 
 bool UploadTracker::TimedOut(const void* key) {
@@ -153,6 +161,7 @@ bool UploadTracker::TimedOut(const void* key) {
 }
 
 void UploadTracker::Remove(const void* key) {
+  MutexLock cancel_lock(&cancel_mu_);
   MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
@@ -163,19 +172,29 @@ void UploadTracker::Remove(const void* key) {
 
 void UploadTracker::Reap() {
   const absl::Duration period = std::min(absl::Seconds(1), limits_.idle_timeout / 4);
-  MutexLock lock(&mu_);
   while (true) {
-    stop_cv_.WaitWithTimeout(&mu_, period);
-    if (stopping_) return;
-    const absl::Time now = absl::Now();
-    for (auto& [key, e] : entries_) {
-      if (e.busy || e.timed_out || now - e.last_activity < limits_.idle_timeout) continue;
-      e.timed_out = true;
-      spdlog::warn("upload by tenant '{}' idle for {}; cancelling it (--upload-idle-timeout)", e.tenant,
-                   absl::FormatDuration(now - e.last_activity));
-      // The reactor unregisters (under mu_) before it is deleted, so the
-      // context is alive here; TryCancel is safe from any thread.
-      e.context->TryCancel();
+    {
+      MutexLock lock(&mu_);
+      stop_cv_.WaitWithTimeout(&mu_, period);
+      if (stopping_) return;
+    }
+    MutexLock cancel_lock(&cancel_mu_);
+    std::vector<std::pair<grpc::CallbackServerContext*, std::string>> idle;
+    {
+      MutexLock lock(&mu_);
+      const absl::Time now = absl::Now();
+      for (auto& [key, e] : entries_) {
+        if (e.busy || e.timed_out || now - e.last_activity < limits_.idle_timeout) continue;
+        e.timed_out = true;
+        idle.push_back({e.context, e.tenant});
+      }
+    }
+    // Without mu_ (a reaction run inline may need it), but with cancel_mu_:
+    // Remove waits, so each context is still alive here.
+    for (const auto& [context, tenant] : idle) {
+      spdlog::warn("upload by tenant '{}' idle for {}; cancelling it (--upload-idle-timeout)", tenant,
+                   absl::FormatDuration(limits_.idle_timeout));
+      context->TryCancel();
     }
   }
 }

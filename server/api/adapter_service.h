@@ -42,8 +42,9 @@ class UploadTracker {
   // Admits an upload of `tenant` on `context`; ResourceExhausted naming the
   // flag when a limit is reached. The key identifies it in Touch and Remove.
   absl::Status Add(const void* key, const std::string& tenant, grpc::CallbackServerContext* context);
-  // Records activity; `busy` uploads (validating) are never reaped.
-  void Touch(const void* key, bool busy = false);
+  // Records activity; `busy` uploads (validating) are never reaped. False
+  // when the reaper has already cancelled this upload.
+  bool Touch(const void* key, bool busy = false);
   // True once the reaper cancelled this upload for being idle.
   bool TimedOut(const void* key);
   void Remove(const void* key);
@@ -61,7 +62,10 @@ class UploadTracker {
   void Reap();
 
   const UploadLimits limits_;
-  Mutex mu_;
+  // Held by the reaper while it cancels and by Remove: a context is never
+  // cancelled after its reactor is gone. Acquired before mu_.
+  Mutex cancel_mu_;
+  Mutex mu_ ABSL_ACQUIRED_AFTER(cancel_mu_);
   std::map<const void*, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> by_tenant_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

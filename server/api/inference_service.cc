@@ -38,16 +38,25 @@ namespace {
 
 using Env = InferenceService::Env;
 
-// Authenticates, converts the request, resolves its adapter and queues it;
-// an error is the status to Finish with. Runs on a service worker thread.
-absl::Status ConvertAndSubmit(const Env& env, const grpc::CallbackServerContext& context,
-                              const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
-                              GenerationCallbacks callbacks, std::unique_ptr<InflightCounter::Slot>* slot) {
+// Cheap checks on the gRPC thread, before any work is queued: the API key
+// and the tenant's and server's in-flight limits.
+absl::StatusOr<Tenant> Admit(const Env& env, const grpc::CallbackServerContext& context,
+                             std::unique_ptr<InflightCounter::Slot>* slot) {
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*env.tenants, context);
   if (!tenant.ok()) return tenant.status();
   absl::StatusOr<std::unique_ptr<InflightCounter::Slot>> acquired = env.inflight->Acquire(tenant->id);
   if (!acquired.ok()) return acquired.status();
   *slot = *std::move(acquired);
+  return tenant;
+}
+
+// Converts the request (tokenizing it), resolves its adapter and queues it;
+// an error is the status to Finish with. Runs on a service worker thread.
+absl::Status ConvertAndSubmit(const Env& env, const Tenant& tenant_in, const grpc::CallbackServerContext& context,
+                              const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
+                              GenerationCallbacks callbacks) {
+  const Tenant* tenant = &tenant_in;
+  if (context.IsCancelled()) return absl::CancelledError("the call was cancelled before it started");
   absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer, env.limits);
   if (!params.ok()) return params.status();
   params->tenant = tenant->id;
@@ -63,11 +72,11 @@ absl::Status ConvertAndSubmit(const Env& env, const grpc::CallbackServerContext&
   return env.scheduler->Submit(std::move(handle), *std::move(params), std::move(callbacks));
 }
 
-absl::Status GuardedSubmit(const Env& env, const grpc::CallbackServerContext& context,
+absl::Status GuardedSubmit(const Env& env, const Tenant& tenant, const grpc::CallbackServerContext& context,
                            const v1::GenerateRequest& request, std::shared_ptr<RequestHandle> handle,
-                           GenerationCallbacks callbacks, std::unique_ptr<InflightCounter::Slot>* slot) {
+                           GenerationCallbacks callbacks) {
   return GuardExceptions("Generate", [&] {
-    return ConvertAndSubmit(env, context, request, std::move(handle), std::move(callbacks), slot);
+    return ConvertAndSubmit(env, tenant, context, request, std::move(handle), std::move(callbacks));
   });
 }
 
@@ -76,8 +85,13 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
   GenerateReactor(const Env& env, WorkQueue* workers, const grpc::CallbackServerContext* context,
                   const v1::GenerateRequest* request, v1::GenerateResponse* response)
       : handle_(env.scheduler->NewHandle()) {
+    absl::StatusOr<Tenant> tenant = Admit(env, *context, &slot_);
+    if (!tenant.ok()) {
+      Finish(ToGrpcStatus(tenant.status()));
+      return;
+    }
     // The reactor lives until OnDone, which follows Finish: the task may use it.
-    workers->Post([this, env, context, request, response] {
+    workers->Post([this, env, context, request, response, tenant = *std::move(tenant)] {
       GenerationCallbacks cb;
       cb.on_finish = [this, response](GenerationResult result) {
         if (!result.status.ok()) {
@@ -87,7 +101,7 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
         FillResponse(result, response);
         Finish(grpc::Status::OK);
       };
-      absl::Status s = GuardedSubmit(env, *context, *request, handle_, std::move(cb), &slot_);
+      absl::Status s = GuardedSubmit(env, tenant, *context, *request, handle_, std::move(cb));
       if (!s.ok()) Finish(ToGrpcStatus(s));
     });
   }
@@ -97,7 +111,7 @@ class GenerateReactor final : public grpc::ServerUnaryReactor {
 
  private:
   std::shared_ptr<RequestHandle> handle_;
-  std::unique_ptr<InflightCounter::Slot> slot_;  // set once, by the worker task
+  std::unique_ptr<InflightCounter::Slot> slot_;  // set in the constructor
 };
 
 class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
@@ -105,7 +119,12 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   GenerateStreamReactor(const Env& env, WorkQueue* workers, const grpc::CallbackServerContext* context,
                         const v1::GenerateRequest* request)
       : handle_(env.scheduler->NewHandle()) {
-    workers->Post([this, env, context, request] {
+    absl::StatusOr<Tenant> tenant = Admit(env, *context, &slot_);
+    if (!tenant.ok()) {
+      Finish(ToGrpcStatus(tenant.status()));
+      return;
+    }
+    workers->Post([this, env, context, request, tenant = *std::move(tenant)] {
       GenerationCallbacks cb;
       cb.on_delta = [this](const GenerationDelta& d) {
         v1::GenerateStreamResponse m;
@@ -124,7 +143,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
         grpc::Status ok = grpc::Status::OK;
         Enqueue(std::move(m), &ok);
       };
-      absl::Status s = GuardedSubmit(env, *context, *request, handle_, std::move(cb), &slot_);
+      absl::Status s = GuardedSubmit(env, tenant, *context, *request, handle_, std::move(cb));
       if (!s.ok()) {
         grpc::Status status = ToGrpcStatus(s);
         Enqueue(std::nullopt, &status);
@@ -192,7 +211,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   }
 
   std::shared_ptr<RequestHandle> handle_;
-  std::unique_ptr<InflightCounter::Slot> slot_;  // set once, by the worker task
+  std::unique_ptr<InflightCounter::Slot> slot_;  // set in the constructor
   Mutex mu_;
   std::deque<v1::GenerateStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
   v1::GenerateStreamResponse current_;  // owned by the write in flight

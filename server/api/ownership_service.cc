@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/exception_guard.h"
+#include "common/json_util.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -65,6 +66,8 @@ absl::Status OwnershipService::Verify(const grpc::CallbackServerContext& context
           return absl::PermissionDeniedError("only admins may use another tenant's credentials");
         }
       }
+      TESSERA_RETURN_IF_ERROR(ValidateName(owner, "credential owner"));
+      TESSERA_RETURN_IF_ERROR(ValidateName(id, "credential id"));
       TESSERA_ASSIGN_OR_RETURN(VaultEntry entry, vault_->Find(owner, id));
       credentials = entry.credentials;
       source = absl::StrCat("credential ", owner, "/", id);
@@ -113,10 +116,10 @@ grpc::ServerUnaryReactor* OwnershipService::RegisterWatermark(grpc::CallbackServ
                                                               v1::RegisterWatermarkResponse* response) {
   // Registration computes a null distribution: off the gRPC callback thread.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::thread([this, context, request, response, reactor] {
+  workers_.Post([this, context, request, response, reactor] {
     reactor->Finish(ToGrpcStatus(
         GuardExceptions("RegisterWatermark", [&] { return Register(*context, *request, response); })));
-  }).detach();
+  });
   return reactor;
 }
 
@@ -126,10 +129,14 @@ grpc::ServerUnaryReactor* OwnershipService::VerifyOwnership(grpc::CallbackServer
   // The null distribution costs CPU: compute it off the gRPC callback thread.
   // request and response stay valid until the reactor finishes.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::thread([this, context, request, response, reactor] {
-    reactor->Finish(
-        ToGrpcStatus(GuardExceptions("VerifyOwnership", [&] { return Verify(*context, *request, response); })));
-  }).detach();
+  workers_.Post([this, context, request, response, reactor] {
+    const absl::Status s = GuardExceptions("VerifyOwnership", [&] { return Verify(*context, *request, response); });
+    if (!s.ok()) {
+      spdlog::info("AUDIT ownership-verify adapter={} result={}", Excerpt(request->adapter_id()),
+                   absl::StatusCodeToString(s.code()));
+    }
+    reactor->Finish(ToGrpcStatus(s));
+  });
   return reactor;
 }
 

@@ -6,6 +6,7 @@
 #ifndef TESSERA_SERVER_API_OWNERSHIP_SERVICE_H_
 #define TESSERA_SERVER_API_OWNERSHIP_SERVICE_H_
 
+#include "common/work_queue.h"
 #include "server/api/adapter_catalog.h"
 #include "server/api/tenants.h"
 #include "tessera/v1/ownership.grpc.pb.h"
@@ -33,6 +34,9 @@ class OwnershipService final : public v1::Ownership::CallbackService {
   const TenantDirectory* tenants_;
   const AdapterCatalog* catalog_;
   WatermarkVault* vault_;
+  // Registration and verification compute null distributions: two worker
+  // threads, never gRPC's callback threads, and never one thread per call.
+  WorkQueue workers_{2};
 };
 
 }  // namespace tessera

@@ -41,8 +41,7 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
         return absl::InvalidArgumentError(absl::StrCat("prompt text is ", bytes, " bytes, over the limit of ",
                                                        limits.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
       }
-      const int64_t per_token = static_cast<int64_t>(tokenizer.max_token_bytes());
-      const int64_t min_tokens = (bytes + per_token - 1) / per_token;
+      const int64_t min_tokens = tokenizer.MinTokensForBytes(bytes);
       if (limits.context_length > 0 && min_tokens > limits.context_length) {
         return absl::InvalidArgumentError(absl::StrCat(
             "prompt text of ", bytes, " bytes is at least ", min_tokens, " tokens, over the context length of ",

@@ -33,11 +33,14 @@ class CountingInterceptor final : public grpc::experimental::Interceptor {
  public:
   CountingInterceptor(MetricsRegistry* registry, std::string rpc, grpc::ServerContextBase* context)
       : registry_(registry), rpc_(std::move(rpc)), context_(context) {}
+  // Runs while the call is being torn down: uses only what Intercept saved.
   ~CountingInterceptor() override {
-    if (!counted_) Count(EndedWithoutStatus());
+    if (!counted_) Count(deadline_ <= std::chrono::system_clock::now() ? absl::StatusCode::kDeadlineExceeded
+                                                                       : absl::StatusCode::kCancelled);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (context_ != nullptr) deadline_ = context_->deadline();
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       auto code = static_cast<absl::StatusCode>(methods->GetSendStatus().error_code());
       if (code == absl::StatusCode::kOk && context_ != nullptr && context_->IsCancelled()) {
@@ -66,6 +69,7 @@ class CountingInterceptor final : public grpc::experimental::Interceptor {
   MetricsRegistry* registry_;
   std::string rpc_;
   grpc::ServerContextBase* context_;
+  std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
   bool counted_ = false;
 };
 

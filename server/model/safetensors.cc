@@ -265,14 +265,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     if (t["shape"].size() > kMaxRank) {
       return tfail(absl::StrCat("shape has ", t["shape"].size(), " dimensions, more than ", kMaxRank));
     }
-    int64_t numel = 1;
+    int64_t numel = 1, nonzero = 1;  // nonzero: the product of max(d, 1), so a 0 cannot hide an overflow
     for (const auto& d : t["shape"]) {
       if (!d.is_number_integer() || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX) ||
           d.get<int64_t>() < 0) {
         return tfail("shape has a bad dimension (dimensions are integers in [0, 2^63))");
       }
       view.shape.push_back(d.get<int64_t>());
-      if (!CheckedMul(numel, view.shape.back(), &numel)) {
+      if (!CheckedMul(numel, view.shape.back(), &numel) ||
+          !CheckedMul(nonzero, std::max<int64_t>(view.shape.back(), 1), &nonzero)) {
         return tfail(absl::StrCat("shape ", ShapeString(view.shape), "... has more elements than fit in 64 bits"));
       }
     }

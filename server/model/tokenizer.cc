@@ -261,6 +261,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           step->kind = PreTokenizerStep::Kind::kSplitIsolated;
         } else if (behavior == "Removed") {
           step->kind = PreTokenizerStep::Kind::kSplitRemoved;
+          t->drops_text_ = true;
         } else {
           return fail(absl::StrCat("Split behavior '", behavior, "' is not supported (Isolated, Removed)"));
         }

@@ -53,10 +53,16 @@ class Tokenizer {
   bool add_bos() const { return add_bos_; }
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // The longest token's text in bytes (byte-level tokens count their UTF-8
-  // form, an upper bound on the bytes they cover). A prompt of B bytes has at
-  // least ceil(B / max_token_bytes()) tokens, so B can be checked against a
-  // token limit before encoding.
+  // form, an upper bound on the bytes they cover).
   size_t max_token_bytes() const { return max_token_bytes_; }
+  // A lower bound on the tokens of any text of `bytes` bytes, so a prompt can
+  // be checked against a token limit before encoding: ceil(bytes /
+  // max_token_bytes()), or 0 when a pre-tokenizer removes text.
+  int64_t MinTokensForBytes(int64_t bytes) const {
+    if (drops_text_) return 0;
+    const int64_t per = static_cast<int64_t>(max_token_bytes_);
+    return (bytes + per - 1) / per;
+  }
 
  private:
   struct PreTokenizerStep;
@@ -86,6 +92,7 @@ class Tokenizer {
   int32_t vocab_size_ = 0;
   std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
   size_t max_token_bytes_ = 1;
+  bool drops_text_ = false;  // a Split pre-tokenizer with behavior Removed
 };
 
 }  // namespace tessera

@@ -369,7 +369,8 @@ TEST(LinearModulePathTest, ParsesOnlyWellFormedPathsAndNeverThrows) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->layer, 1);
   EXPECT_EQ(p->module, LinearModule::kUp);
-  EXPECT_EQ(ParseLinearModulePath("model.layers.007.self_attn.o_proj", 8)->layer, 7);
+  EXPECT_EQ(ParseLinearModulePath("model.layers.7.self_attn.o_proj", 8)->layer, 7);
+  EXPECT_FALSE(ParseLinearModulePath("model.layers.07.self_attn.o_proj", 8));  // one spelling per layer
   for (const char* bad : {"model.layers.2.mlp.up_proj", "model.layers.99999999999999999999.mlp.up_proj",
                           "model.layers.-1.mlp.up_proj", "model.layers.+1.mlp.up_proj", "model.layers..mlp.up_proj",
                           "model.layers.1.mlp.up_proj.x", "model.layers.1", "layers.1.mlp.up_proj", ""}) {
