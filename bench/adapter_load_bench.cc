@@ -11,6 +11,7 @@
 #include <random>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "adapters/adapter.h"
@@ -89,7 +90,11 @@ int Run() {
       return 1;
     }
     for (const std::string& rank_text : absl::GetFlag(FLAGS_ranks)) {
-      const int r = std::stoi(rank_text);
+      int r = 0;
+      if (!absl::SimpleAtoi(rank_text, &r) || r < 1 || r > 4096) {
+        std::fprintf(stderr, "--ranks: '%s' is not a rank (1 to 4096)\n", rank_text.c_str());
+        return 1;
+      }
       const std::string dir = absl::StrCat(absl::GetFlag(FLAGS_work_dir), "/", name, "-r", r);
       if (absl::Status s = WriteAdapter(dir, *c, r); !s.ok()) {
         std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());

@@ -622,7 +622,7 @@ class TenantTest : public ::testing::Test {
                                          Sha256Hex("key-admin"), R"("}]})"));
     server_ = testing::ServerProcess::Start(
         testing::TinyLlamaModelDir(),
-        {"--data-dir", dir_.Join("data"), "--tenants", dir_.Join("tenants.json")});
+        {"--data-dir", dir_.Join("data"), "--tenants", dir_.Join("tenants.json"), "--max-uploads-per-tenant", "32"});
     ASSERT_NE(server_, nullptr);
     a_ = ConnectOrDie(*server_, "key-a");
     b_ = ConnectOrDie(*server_, "key-b");
@@ -703,6 +703,38 @@ TEST_F(TenantTest, CrossTenantMatrix) {
 
   EXPECT_TRUE(admin_->DeleteAdapter("acme/private-one").ok());
   EXPECT_EQ(a_->GetAdapter("private-one").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Twelve uploads race against globex's quota of one adapter: exactly one is
+// stored, every other one is refused for the quota, and the store agrees.
+TEST_F(TenantTest, UploadQuotaHoldsUnderRacingUploads) {
+  constexpr int kRacers = 12;
+  std::vector<std::thread> racers;
+  std::vector<absl::Status> results(kRacers);
+  std::atomic<int> go{0};
+  for (int i = 0; i < kRacers; ++i) {
+    racers.emplace_back([&, i] {
+      auto c = ConnectOrDie(*server_, "key-b");
+      go.fetch_add(1);
+      while (go.load() < kRacers) std::this_thread::yield();
+      results[i] = c->UploadAdapter(FixtureAdapterDir(kKinds[i % 5]), Meta(absl::StrCat("racer-", i))).status();
+    });
+  }
+  for (auto& t : racers) t.join();
+  int stored = 0;
+  for (const absl::Status& s : results) {
+    if (s.ok()) {
+      ++stored;
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+      EXPECT_NE(s.message().find("quota"), std::string::npos) << s;
+    }
+  }
+  EXPECT_EQ(stored, 1);
+  auto list = b_->ListAdapters();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->adapters_size(), 1);
+  EXPECT_TRUE(fs::is_empty(dir_.Join("data/staging")));
 }
 
 // Every RPC that names an adapter or a credential, called by another tenant,

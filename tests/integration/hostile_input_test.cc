@@ -321,6 +321,27 @@ TEST_F(HostileInputTest, StalledUploadsAreCappedThenReapedAndTheServerKeepsAccep
     stalled.push_back(std::move(s));
   }
   absl::SleepFor(absl::Milliseconds(300));  // the server has admitted the four
+  // 1,100 more on a second connection (the count that once exhausted the
+  // server's file descriptors): each is refused at once, none opens a file.
+  {
+    auto other = TesseraClient::Connect(server_->address(), absl::Seconds(10));
+    ASSERT_TRUE(other.ok()) << other.status();
+    auto flood_stub = v1::Adapters::NewStub((*other)->channel());
+    int refused = 0;
+    for (int i = 0; i < 1100; ++i) {
+      grpc::ClientContext ctx;
+      v1::AdapterInfo reply;
+      auto w = flood_stub->UploadAdapter(&ctx, &reply);
+      v1::UploadAdapterRequest m;
+      m.mutable_metadata()->set_name(absl::StrCat("flood-", i));
+      w->Write(m);
+      w->WritesDone();
+      const grpc::Status st = w->Finish();
+      refused += st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ? 1 : 0;
+    }
+    EXPECT_EQ(refused, 1100);
+    EXPECT_LE(std::distance(fs::directory_iterator(data_->path() + "/staging"), fs::directory_iterator()), 4);
+  }
   // A fifth is refused while the four are in flight, naming the flag.
   auto fifth = client_->UploadAdapterRaw(UploadStream(
       "fifth", kLoraConfig(), testing::ReadFileOrDie(FixtureAdapterDir("lora") + "/adapter_model.safetensors")));

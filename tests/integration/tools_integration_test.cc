@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/sha256.h"
+#include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
@@ -315,7 +316,9 @@ TEST(LongContextTest, ThirtyTwoThousandTokenPromptMemory) {
   EXPECT_EQ(out[0]["token_ids"].size(), 4u);
   const size_t at = r.output.find("peak RSS ");
   ASSERT_NE(at, std::string::npos) << r.output;
-  const double peak_mib = std::stod(r.output.substr(at + 9));
+  double peak_mib = 0;
+  const std::string number = r.output.substr(at + 9, r.output.find(' ', at + 9) - at - 9);
+  ASSERT_TRUE(absl::SimpleAtod(number, &peak_mib)) << r.output;
   // KV: blocks of 16 tokens x 2 layers x (K, V) x 2 kv heads x 16 dims x fp32.
   const double kv_mib = ((context + 15) / 16 * 16) * 2.0 * 2 * 2 * 16 * 4 / 1048576.0;
   const double model_mib = 634216 / 1048576.0;

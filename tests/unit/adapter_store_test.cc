@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -203,7 +204,9 @@ TEST_F(AdapterStoreTest, CommittedFilesAreInPlaceWithTheUploadedBytes) {
   EXPECT_EQ(manifest["adapters"][0]["sha256"], entry->sha256);
   EXPECT_EQ(manifest["adapters"][0]["model_bytes"], 12);
   // The id counter in the manifest is past the id used.
-  EXPECT_GT(manifest["next_id"].get<uint64_t>(), std::stoull(entry->id.substr(0, entry->id.find('-'))));
+  uint64_t used = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(entry->id.substr(0, entry->id.find('-')), &used)) << entry->id;
+  EXPECT_GT(manifest["next_id"].get<uint64_t>(), used);
 }
 
 TEST_F(AdapterStoreTest, DuplicateNameOfSameOwnerIsAlreadyExistsOtherOwnerIsFine) {
