@@ -132,19 +132,16 @@ class Loader {
     }
     const fs::path config_path = fs::path(dir_) / "adapter_config.json";
     const fs::path weights_path = fs::path(dir_) / "adapter_model.safetensors";
+    std::string config_text;
     {
       std::ifstream in(config_path, std::ios::binary);
       if (!in)
         return Error(absl::StrCat(config_path.string(), " is missing (is this a peft adapter folder?)"));
-      std::string text;
       char buf[4096];
       while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-        text.append(buf, static_cast<size_t>(in.gcount()));
-        if (text.size() > static_cast<size_t>(kMaxAdapterConfigBytes)) break;
+        config_text.append(buf, static_cast<size_t>(in.gcount()));
+        if (config_text.size() > static_cast<size_t>(kMaxAdapterConfigBytes)) break;
       }
-      absl::StatusOr<json> parsed = ParseJson(text, "adapter_config.json", kMaxAdapterConfigBytes);
-      if (!parsed.ok()) return Error(std::string(parsed.status().message()));
-      config_ = *std::move(parsed);
     }
     if (!fs::exists(weights_path, ec)) {
       return Error(absl::StrCat(
@@ -158,7 +155,16 @@ class Loader {
     }
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(weights_path.string());
     if (!file.ok()) return Error(std::string(file.status().message()));
-    file_ = *std::move(file);
+    return LoadParts(config_text, *std::move(file));
+  }
+
+  // The adapter from its config text and opened weights (any source).
+  absl::StatusOr<std::shared_ptr<const Adapter>> LoadParts(std::string_view config_text,
+                                                           std::unique_ptr<SafetensorsFile> file) {
+    absl::StatusOr<json> parsed = ParseJson(config_text, "adapter_config.json", kMaxAdapterConfigBytes);
+    if (!parsed.ok()) return Error(std::string(parsed.status().message()));
+    config_ = *std::move(parsed);
+    file_ = std::move(file);
 
     adapter_ = std::make_shared<Adapter>();
     adapter_->name = name_;
@@ -462,6 +468,25 @@ absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& na
                                                            const AdapterLimits& limits) {
   return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
                          [&] { return Loader(name, dir, base, limits).Load(); });
+}
+
+absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterFromBytes(const std::string& name,
+                                                                    std::string_view config_json,
+                                                                    std::string weights, const ModelConfig& base,
+                                                                    const AdapterLimits& limits) {
+  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
+                         [&]() -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+                           Loader loader(name, "(memory)", base, limits);
+                           if (static_cast<int64_t>(weights.size()) > limits.max_file_bytes) {
+                             return loader.Error(absl::StrCat("adapter_model.safetensors is ", weights.size(),
+                                                              " bytes, over the limit of ", limits.max_file_bytes,
+                                                              " (raise --max-adapter-mb)"));
+                           }
+                           absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+                               SafetensorsFile::FromBytes(std::move(weights), "adapter_model.safetensors");
+                           if (!file.ok()) return loader.Error(std::string(file.status().message()));
+                           return loader.LoadParts(config_json, *std::move(file));
+                         });
 }
 
 }  // namespace tessera

@@ -105,6 +105,11 @@ struct Adapter {
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
                                                            const ModelConfig& base,
                                                            const AdapterLimits& limits);
+// The same checks on the two files' bytes in memory (no folder).
+absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterFromBytes(const std::string& name,
+                                                                    std::string_view config_json,
+                                                                    std::string weights, const ModelConfig& base,
+                                                                    const AdapterLimits& limits);
 
 }  // namespace tessera
 

@@ -176,9 +176,12 @@ absl::Status CheckFinite(const TensorView& t, const std::string& name, std::vect
 }  // namespace
 
 namespace {
-absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport_path,
-                                                     const std::string& raw_factors_path, const ModelConfig& base) {
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> pf, SafetensorsFile::Open(passport_path));
+absl::StatusOr<WatermarkCredentials> CredentialsFrom(const SafetensorsFile& passport_file,
+                                                     const SafetensorsFile& raw_factors_file, const ModelConfig& base,
+                                                     bool compute_null) {
+  const std::string& passport_path = passport_file.path();
+  const std::string& raw_factors_path = raw_factors_file.path();
+  const SafetensorsFile* pf = &passport_file;
   const TensorView* c = pf->Find("C");
   if (c == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -202,7 +205,7 @@ absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport
                                                    "invertible r x r matrix"));
   }
 
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> rf, SafetensorsFile::Open(raw_factors_path));
+  const SafetensorsFile* rf = &raw_factors_file;
   std::map<std::pair<int32_t, int>, std::pair<const TensorView*, const TensorView*>> factors;  // A, B
   for (const auto& [name, view] : rf->tensors()) {
     // [PREFIX.]model.layers.N.<module>.lora_{A,B}.weight
@@ -282,6 +285,7 @@ absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport
     }
     cred.modules.push_back(std::move(wm));
   }
+  if (!compute_null) return cred;
   const std::vector<double> null = WatermarkNullScores(cred, 1000, VerifyOptions().seed);
   for (double s : null) cred.null_mean += s / static_cast<double>(null.size());
   for (double s : null) {
@@ -295,8 +299,22 @@ absl::StatusOr<WatermarkCredentials> LoadCredentials(const std::string& passport
 absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string& passport_path,
                                                               const std::string& raw_factors_path,
                                                               const ModelConfig& base) {
-  return GuardExceptions("watermark credentials",
-                         [&] { return LoadCredentials(passport_path, raw_factors_path, base); });
+  return GuardExceptions("watermark credentials", [&]() -> absl::StatusOr<WatermarkCredentials> {
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> pf, SafetensorsFile::Open(passport_path));
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> rf, SafetensorsFile::Open(raw_factors_path));
+    return CredentialsFrom(*pf, *rf, base, /*compute_null=*/true);
+  });
+}
+
+absl::StatusOr<WatermarkCredentials> ParseWatermarkCredentials(std::string passport, std::string raw_factors,
+                                                               const ModelConfig& base, bool compute_null) {
+  return GuardExceptions("watermark credentials", [&]() -> absl::StatusOr<WatermarkCredentials> {
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> pf,
+                             SafetensorsFile::FromBytes(std::move(passport), "passport"));
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> rf,
+                             SafetensorsFile::FromBytes(std::move(raw_factors), "raw factors"));
+    return CredentialsFrom(*pf, *rf, base, compute_null);
+  });
 }
 
 double WatermarkCredentials::FalsePositiveRate(double threshold) const {

@@ -73,6 +73,11 @@ inline constexpr int64_t kMaxWatermarkRank = 128;
 absl::StatusOr<WatermarkCredentials> LoadWatermarkCredentials(const std::string& passport_path,
                                                               const std::string& raw_factors_path,
                                                               const ModelConfig& base);
+// The same from the two files' bytes, in memory (errors say "passport" and
+// "raw factors"). compute_null=false skips the null distribution (its fields
+// stay 0): for callers that only validate.
+absl::StatusOr<WatermarkCredentials> ParseWatermarkCredentials(std::string passport, std::string raw_factors,
+                                                               const ModelConfig& base, bool compute_null = true);
 
 struct WatermarkLayerStat {
   int32_t layer = 0;

@@ -79,16 +79,13 @@ absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::Writ
 
 absl::StatusOr<std::shared_ptr<const WatermarkCredentials>> WatermarkVault::ParseTransient(
     std::string_view passport, std::string_view raw_factors) const {
-  std::string path;
-  {
-    MutexLock lock(&mu_);
-    path = absl::StrCat(dir_, "/.staging/transient-", ::getpid(), "-", next_staging_++);
+  // In memory: secrets sent with a request never touch the disk.
+  absl::StatusOr<WatermarkCredentials> cred =
+      ParseWatermarkCredentials(std::string(passport), std::string(raw_factors), base_);
+  if (!cred.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad watermark credentials: ", cred.status().message()));
   }
-  absl::Cleanup remove_files = [&] {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  };
-  return WriteAndParse(path, passport, raw_factors);
+  return std::make_shared<const WatermarkCredentials>(*std::move(cred));
 }
 
 absl::StatusOr<VaultEntry> WatermarkVault::Register(

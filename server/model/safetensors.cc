@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/json_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera {
@@ -226,8 +227,29 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   file->path_ = path;
   file->mapping_ = map;
   file->mapping_size_ = size;
-  const uint8_t* bytes = static_cast<const uint8_t*>(map);
+  TESSERA_RETURN_IF_ERROR(file->ParseHeader(static_cast<const uint8_t*>(map), size));
+  return file;
+}
 
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(std::string bytes,
+                                                                           const std::string& name) {
+  if (bytes.size() < 8) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", bytes.size(),
+                                                   " bytes, too short for a safetensors header"));
+  }
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = name;
+  file->owned_ = std::move(bytes);
+  TESSERA_RETURN_IF_ERROR(
+      file->ParseHeader(reinterpret_cast<const uint8_t*>(file->owned_.data()), file->owned_.size()));
+  return file;
+}
+
+absl::Status SafetensorsFile::ParseHeader(const uint8_t* bytes, size_t size) {
+  auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": ", what));
+  };
+  SafetensorsFile* file = this;
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxHeaderBytes || header_len > size - 8) {
@@ -311,7 +333,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
                                "' (bytes [", spans[i - 1].first.first, ", ", spans[i - 1].first.second, "))"));
     }
   }
-  return file;
+  return absl::OkStatus();
 }
 
 SafetensorsFile::~SafetensorsFile() {
@@ -319,7 +341,8 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 void SafetensorsFile::ReleasePages(const TensorView& view) const {
-  if (view.nbytes == 0) return;
+  // Only a file mapping can give pages back; owned bytes are heap memory.
+  if (view.nbytes == 0 || mapping_ == nullptr) return;
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t begin = reinterpret_cast<uintptr_t>(view.data) & ~(page - 1);
   const uintptr_t end = reinterpret_cast<uintptr_t>(view.data) + view.nbytes;

@@ -51,6 +51,9 @@ class SafetensorsFile {
   // length past the end, bad JSON, unsupported dtype, offsets past the data or
   // not matching the shape.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same checks on bytes held in memory (the file owns its copy); `name`
+  // prefixes errors as the path does for Open.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string bytes, const std::string& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -65,8 +68,11 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Validates the header of the mapping or owned bytes and fills tensors_.
+  absl::Status ParseHeader(const uint8_t* bytes, size_t size);
 
   std::string path_;
+  std::string owned_;  // FromBytes: the bytes the views point into
   void* mapping_ = nullptr;
   size_t mapping_size_ = 0;
   std::map<std::string, TensorView> tensors_;

@@ -18,7 +18,20 @@
 #include <string_view>
 #include <vector>
 
+#include "server/model/model_config.h"
+#include "spdlog/spdlog.h"
+
 namespace tessera::fuzz {
+
+// The fixture base model's config.json; spdlog is silenced on first use (a
+// log line per input would dominate the run time).
+inline const ModelConfig& FixtureBaseConfig() {
+  static const ModelConfig* base = [] {
+    spdlog::set_level(spdlog::level::off);
+    return new ModelConfig(*ModelConfig::FromFile(TESSERA_FIXTURES_DIR "/tiny-llama/model/config.json"));
+  }();
+  return *base;
+}
 
 // A private scratch folder for this process, on tmpfs when there is one.
 inline const std::string& ScratchDir() {

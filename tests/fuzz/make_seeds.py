@@ -3,6 +3,7 @@
 the output under corpus/NAME/seed-* is committed). Crash reproducers live
 beside the seeds as corpus/NAME/crash-* and are replayed by ctest."""
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -42,8 +43,23 @@ write("safetensors", [read(FIX, "adapters", a, "adapter_model.safetensors") for 
 write("adapter", [part(read(FIX, "adapters", a, "adapter_config.json")) +
                   read(FIX, "adapters", a, "adapter_model.safetensors") for a in adapters])
 write("model_config", [read(FIX, "model", "config.json"), read(FIX, "model-ropeid", "config.json")])
-write("tokenizer", [b"\x01Once upon a time, a small robot", b"\x02h\xc3\xa9llo  w\xc3\xb6rld\n\t 123 <s></s>",
-                    b"\x00" + part(read(FIX, "model", "tokenizer.json")) + read(FIX, "model", "tokenizer_config.json")])
+write("tokenizer", [b"\x01Once upon a time, a small robot", b"\x02h\xc3\xa9llo  w\xc3\xb6rld\n\t 123 <s></s>"])
+# The fixture tokenizer.json, and a trimmed copy (the first 300 vocabulary
+# entries and the merges among them) small enough to mutate quickly.
+tok = json.loads(read(FIX, "model", "tokenizer.json"))
+small = dict(tok)
+small["model"] = dict(tok["model"])
+small["model"]["vocab"] = {k: v for k, v in tok["model"]["vocab"].items() if v < 300}
+merges = []
+for m in tok["model"]["merges"]:
+    a, b = m.split(" ", 1) if isinstance(m, str) else m
+    if a in small["model"]["vocab"] and b in small["model"]["vocab"] and (a + b) in small["model"]["vocab"]:
+        merges.append(m)
+small["model"]["merges"] = merges
+small["added_tokens"] = [t for t in tok.get("added_tokens", []) if t["id"] < 300]
+write("tokenizer_json", [part(read(FIX, "model", "tokenizer.json")) + read(FIX, "model", "tokenizer_config.json"),
+                         part(json.dumps(small, separators=(",", ":")).encode()) +
+                         read(FIX, "model", "tokenizer_config.json")])
 write("request", [
     encode("tessera.v1.GenerateRequest", 'text: "Once upon a time" sampling { max_new_tokens: 4 }'),
     encode("tessera.v1.GenerateRequest",
@@ -64,8 +80,26 @@ for a in ["road"]:
                        'sha256: "%s"' % hashlib.sha256(cfg + model).hexdigest()))
     up.append(b"".join(struct.pack("<H", len(m)) + m for m in msgs))
 write("upload_stream", up)
-write("watermark", [part(read(FIX, "owner_secret", "passport.safetensors")) +
-                    read(FIX, "owner_secret", "original_lora.safetensors")])
+def safetensors_subset(raw, keep):
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out_header, blobs, offset = {}, [], 0
+    for name in sorted(k for k in header if k != "__metadata__" and keep(k)):
+        b, e = header[name]["data_offsets"]
+        out_header[name] = dict(header[name], data_offsets=[offset, offset + e - b])
+        blobs.append(data[b:e])
+        offset += e - b
+    h = json.dumps(out_header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+raw_factors = read(FIX, "owner_secret", "original_lora.safetensors")
+write("watermark", [part(read(FIX, "owner_secret", "passport.safetensors")) + raw_factors,
+                    # one module only: small enough to mutate quickly, still valid
+                    part(read(FIX, "owner_secret", "passport.safetensors")) +
+                    safetensors_subset(raw_factors, lambda k: "layers.0.self_attn.q_proj." in k)])
 key_hash = hashlib.sha256(b"key-a").hexdigest()
 write("tenants", [part(b"Bearer key-a") + (
     '{"tenants": [{"id": "acme", "role": "user", "api_key_sha256": "%s", "max_adapters": 3}]}' % key_hash).encode()])

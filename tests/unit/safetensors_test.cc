@@ -103,6 +103,25 @@ TEST(SafetensorsTest, RejectsOverflowingShapesOverlapsAndHostileNames) {
   ExpectOpenFails(RawFile(std::string(100000, '[') + std::string(100000, ']'), 0), "more than 64 levels deep");
 }
 
+TEST(SafetensorsTest, FromBytesSeesWhatOpenSees) {
+  const std::string path = testing::TinyLlamaDir() + "/adapters/road/adapter_model.safetensors";
+  auto opened = SafetensorsFile::Open(path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto held = SafetensorsFile::FromBytes(testing::ReadFileOrDie(path), "road");
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_EQ((*held)->tensors().size(), (*opened)->tensors().size());
+  for (const auto& [name, view] : (*opened)->tensors()) {
+    const TensorView* other = (*held)->Find(name);
+    ASSERT_NE(other, nullptr) << name;
+    EXPECT_EQ(other->shape, view.shape);
+    EXPECT_EQ(other->ToFloat(), view.ToFloat());
+    (*held)->ReleasePages(*other);  // a no-op on owned bytes
+    EXPECT_EQ(other->ToFloat(), view.ToFloat());
+  }
+  auto bad = SafetensorsFile::FromBytes(RawFile("{not json", 0), "inline");
+  EXPECT_NE(bad.status().message().find("inline: header: not valid JSON"), std::string::npos) << bad.status();
+}
+
 TEST(SafetensorsTest, TruncatedFixtureCheckpoint) {
   const std::string good = testing::ReadFileOrDie(testing::TinyLlamaModelDir() + "/model.safetensors");
   ExpectOpenFails(good.substr(0, good.size() / 2), "past the end of the data");
