@@ -259,6 +259,14 @@ class Loader {
     return data;
   }
 
+  // An integer field of adapter_config.json in [lo, hi]; InvalidArgument
+  // naming the adapter otherwise (floats and huge values included).
+  absl::StatusOr<int64_t> ConfigInt(const char* key, int64_t fallback, int64_t lo, int64_t hi) const {
+    absl::StatusOr<int64_t> v = JsonIntField(config_, key, fallback, lo, hi);
+    if (!v.ok()) return Error(absl::StrCat("adapter_config.json: ", v.status().message()));
+    return v;
+  }
+
   absl::Status RejectUnknownParams(const ModuleRef& ref, std::initializer_list<const char*> known) {
     for (const auto& [param, view] : tensors_[ref.path]) {
       bool ok = false;
@@ -330,7 +338,7 @@ class Loader {
       adapter_->watermark = config_["watermark"].is_string() ? config_["watermark"].get<std::string>()
                                                              : config_["watermark"].dump();
     }
-    const int64_t r_default = config_.value("r", int64_t{8});
+    TESSERA_ASSIGN_OR_RETURN(const int64_t r_default, ConfigInt("r", 8, 1, 1 << 20));
     const double alpha_default = config_.value("lora_alpha", 8.0);
     const bool rslora = config_.value("use_rslora", false);
     for (const auto& [path, ref] : refs_) {
@@ -338,7 +346,12 @@ class Loader {
       TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"lora_A.weight", "lora_B.weight"}));
       TESSERA_ASSIGN_OR_RETURN(std::optional<json> r_pat, PatternValue("rank_pattern", path));
       TESSERA_ASSIGN_OR_RETURN(std::optional<json> a_pat, PatternValue("alpha_pattern", path));
-      const int64_t r = r_pat ? r_pat->get<int64_t>() : r_default;
+      int64_t r = r_default;
+      if (r_pat) {
+        absl::StatusOr<int64_t> checked = JsonInt(*r_pat, "rank_pattern value", 1, 1 << 20);
+        if (!checked.ok()) return Error(absl::StrCat(path, ": ", checked.status().message()));
+        r = *checked;
+      }
       const double alpha = a_pat ? a_pat->get<double>() : alpha_default;
       if (r < 1) return Error(absl::StrCat(path, ": rank ", r, " must be positive"));
       if (r > limits_.max_rank) {
@@ -359,7 +372,7 @@ class Loader {
   absl::Status LoadRoad() {
     adapter_->kind = AdapterKind::kRoad;
     const std::string variant = config_.value("variant", "road_1");
-    const int64_t group = config_.value("group_size", int64_t{64});
+    TESSERA_ASSIGN_OR_RETURN(const int64_t group, ConfigInt("group_size", 64, 1, 1 << 20));
     if (variant != "road_1" && variant != "road_2" && variant != "road_4") {
       return Error(absl::StrCat("variant '", variant, "' is not supported (road_1, road_2, road_4)"));
     }
@@ -402,7 +415,7 @@ class Loader {
 
   absl::Status LoadDiablo() {
     adapter_->kind = AdapterKind::kDiablo;
-    const int64_t nb = config_.value("num_blocks", int64_t{0});
+    TESSERA_ASSIGN_OR_RETURN(const int64_t nb, ConfigInt("num_blocks", 0, 0, 1 << 20));
     if (nb < 1) return Error("num_blocks must be a positive integer");
     for (const auto& [path, ref] : refs_) {
       TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));

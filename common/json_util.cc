@@ -81,6 +81,31 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, size_t max_
   return ParseJson(*text, path, max_bytes);
 }
 
+absl::StatusOr<int64_t> JsonInt(const nlohmann::json& value, std::string_view what, int64_t lo, int64_t hi) {
+  bool ok = value.is_number_integer();
+  int64_t v = 0;
+  if (ok && value.is_number_unsigned()) {
+    const uint64_t u = value.get<uint64_t>();
+    ok = u <= static_cast<uint64_t>(INT64_MAX);
+    v = static_cast<int64_t>(u);
+  } else if (ok) {
+    v = value.get<int64_t>();
+  }
+  if (!ok || v < lo || v > hi) {
+    return absl::InvalidArgumentError(absl::StrCat("'", std::string(what), "' must be an integer in [", lo, ", ",
+                                                   hi, "], got ", JsonExcerpt(value)));
+  }
+  return v;
+}
+
+absl::StatusOr<int64_t> JsonIntField(const nlohmann::json& object, const char* key, int64_t fallback, int64_t lo,
+                                     int64_t hi) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return fallback;
+  return JsonInt(*it, key, lo, hi);
+}
+
 std::string Excerpt(std::string_view text, size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   size_t cut = max_bytes;

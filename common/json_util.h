@@ -30,6 +30,14 @@ inline constexpr size_t kMaxModelJsonBytes = 256 << 20;
 absl::StatusOr<nlohmann::json> ParseJson(std::string_view text, std::string_view what, size_t max_bytes,
                                          int max_depth = kMaxJsonDepth);
 
+// `value` as an integer in [lo, hi]. InvalidArgument naming `what` when it is
+// a float, a string, or out of range: nlohmann's get<int>() on a float out of
+// the int range is undefined behaviour, so untrusted numbers go through here.
+absl::StatusOr<int64_t> JsonInt(const nlohmann::json& value, std::string_view what, int64_t lo, int64_t hi);
+// object[key] through JsonInt, or `fallback` when the key is absent or null.
+absl::StatusOr<int64_t> JsonIntField(const nlohmann::json& object, const char* key, int64_t fallback, int64_t lo,
+                                     int64_t hi);
+
 // Reads and parses a JSON file; errors name the path.
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, size_t max_bytes = kMaxModelJsonBytes);
 

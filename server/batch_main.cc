@@ -71,7 +71,10 @@ absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, Line* line) {
     p.temperature = j.value("temperature", 0.0f);
     p.top_k = j.value("top_k", 0);
     p.top_p = j.value("top_p", 1.0f);
-    if (j.contains("seed")) p.seed = j["seed"].get<uint64_t>();
+    if (j.contains("seed")) {
+      if (!j["seed"].is_number_unsigned()) return absl::InvalidArgumentError("'seed' must be a non-negative integer");
+      p.seed = j["seed"].get<uint64_t>();
+    }
     if (j.contains("stop")) p.stop_strings = j["stop"].get<std::vector<std::string>>();
     if (j.contains("stop_token_ids")) p.stop_token_ids = j["stop_token_ids"].get<std::vector<int32_t>>();
     p.ignore_eos = j.value("ignore_eos", false);

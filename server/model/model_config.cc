@@ -20,10 +20,12 @@ constexpr const char* kSupportedArchitectures[] = {"LlamaForCausalLM", "MistralF
 
 std::vector<int32_t> IdList(const json& v) {
   std::vector<int32_t> ids;
-  if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+  if (absl::StatusOr<int64_t> id = JsonInt(v, "token id", 0, INT32_MAX); id.ok()) ids.push_back(static_cast<int32_t>(*id));
   if (v.is_array()) {
     for (const auto& e : v) {
-      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+      if (absl::StatusOr<int64_t> id = JsonInt(e, "token id", 0, INT32_MAX); id.ok()) {
+        ids.push_back(static_cast<int32_t>(*id));
+      }
     }
   }
   return ids;
@@ -69,10 +71,10 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
       c.torch_dtype = j["dtype"].get<std::string>();
     }
     auto require_int = [&](const char* key, int32_t* out) -> absl::Status {
-      if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<int64_t>() <= 0) {
+      if (!j.contains(key) || !JsonInt(j[key], key, 1, INT32_MAX).ok()) {
         return fail(absl::StrCat("'", key, "' must be a positive integer"));
       }
-      *out = j[key].get<int32_t>();
+      *out = static_cast<int32_t>(j[key].get<int64_t>());
       return absl::OkStatus();
     };
     for (auto [key, out] : {std::pair{"vocab_size", &c.vocab_size},
@@ -83,11 +85,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
                             {"max_position_embeddings", &c.max_position_embeddings}}) {
       if (absl::Status s = require_int(key, out); !s.ok()) return s;
     }
-    c.num_key_value_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                                ? j["num_key_value_heads"].get<int32_t>()
-                                : c.num_attention_heads;
-    c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? j["head_dim"].get<int32_t>()
-                                                                    : c.hidden_size / c.num_attention_heads;
+    absl::StatusOr<int64_t> kv_heads = JsonIntField(j, "num_key_value_heads", c.num_attention_heads, 1, INT32_MAX);
+    if (!kv_heads.ok()) return fail(std::string(kv_heads.status().message()));
+    c.num_key_value_heads = static_cast<int32_t>(*kv_heads);
+    absl::StatusOr<int64_t> head_dim = JsonIntField(j, "head_dim", c.hidden_size / c.num_attention_heads, 1, 4096);
+    if (!head_dim.ok()) return fail(std::string(head_dim.status().message()));
+    c.head_dim = static_cast<int32_t>(*head_dim);
     c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
     c.tie_word_embeddings = j.value("tie_word_embeddings", false);
     // Qwen2 always has q/k/v biases; its configs do not say so.
@@ -121,7 +124,10 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
         c.rope_scaling.low_freq_factor = scaling->value("low_freq_factor", 1.0);
         c.rope_scaling.high_freq_factor = scaling->value("high_freq_factor", 4.0);
         c.rope_scaling.original_max_position_embeddings =
-            scaling->value("original_max_position_embeddings", int64_t{8192});
+            JsonIntField(*scaling, "original_max_position_embeddings", 8192, 1, INT32_MAX).value_or(-1);
+        if (c.rope_scaling.original_max_position_embeddings < 1) {
+          return fail("llama3 rope scaling 'original_max_position_embeddings' must be a positive integer");
+        }
         if (c.rope_scaling.high_freq_factor <= c.rope_scaling.low_freq_factor) {
           return fail("llama3 rope scaling needs high_freq_factor > low_freq_factor");
         }
@@ -143,10 +149,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
         return fail(absl::StrCat("rope_id.rotated_fraction must be in (0, 1], got ", JsonExcerpt(r.value("rotated_fraction", json()))));
       }
       const int32_t head_dim = j.contains("head_dim") && !j["head_dim"].is_null()
-                                   ? j["head_dim"].get<int32_t>()
+                                   ? static_cast<int32_t>(JsonIntField(j, "head_dim", 0, 1, 4096).value_or(0))
                                    : c.hidden_size / c.num_attention_heads;
       const int32_t derived = 2 * static_cast<int32_t>(std::lround(id.rotated_fraction * head_dim / 2));
-      id.rotated_dims = r.contains("rotated_dims") ? r["rotated_dims"].get<int32_t>() : derived;
+      id.rotated_dims = r.contains("rotated_dims")
+                            ? static_cast<int32_t>(JsonIntField(r, "rotated_dims", -1, 0, 4096).value_or(-1))
+                            : derived;
       if (id.rotated_dims < 2 || id.rotated_dims % 2 != 0 || id.rotated_dims > head_dim) {
         return fail(absl::StrCat("rope_id.rotated_dims must be even and in [2, head_dim=", head_dim, "], got ",
                                  id.rotated_dims));
@@ -172,7 +180,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
     // context limit is capped there instead of refusing the model.
     if (j.contains("sliding_window") && j["sliding_window"].is_number_integer() &&
         j.value("use_sliding_window", c.architecture == "MistralForCausalLM")) {
-      const int32_t window = j["sliding_window"].get<int32_t>();
+      const int32_t window = static_cast<int32_t>(JsonIntField(j, "sliding_window", 0, 0, INT32_MAX).value_or(0));
       if (window > 0 && window < c.max_position_embeddings) c.max_position_embeddings = window;
     }
   } catch (const json::exception& e) {

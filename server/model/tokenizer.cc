@@ -187,8 +187,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       return fail("decoder must be ByteLevel (byte-level BPE); other decoders are not supported yet");
     }
     for (auto& [token, id] : model.at("vocab").items()) {
-      const int32_t i = id.get<int32_t>();
-      if (i < 0) return fail(absl::StrCat("vocab id ", i, " for '", token, "' is negative"));
+      absl::StatusOr<int64_t> checked = JsonInt(id, "vocab id", 0, (1 << 24) - 1);
+      if (!checked.ok()) {
+        return fail(absl::StrCat("vocabulary entry '", Excerpt(token), "': ", checked.status().message()));
+      }
+      const int32_t i = static_cast<int32_t>(*checked);
       t->vocab_.emplace(token, i);
       if (static_cast<size_t>(i) >= t->id_to_token_.size()) t->id_to_token_.resize(i + 1);
       t->id_to_token_[i] = token;
@@ -217,7 +220,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
     }
     if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
       for (const json& a : j["added_tokens"]) {
-        AddedToken tok{a.at("id").get<int32_t>(), a.at("content").get<std::string>(),
+        absl::StatusOr<int64_t> added_id = JsonInt(a.at("id"), "added token id", 0, (1 << 24) - 1);
+        if (!added_id.ok()) return fail(std::string(added_id.status().message()));
+        AddedToken tok{static_cast<int32_t>(*added_id), a.at("content").get<std::string>(),
                        a.value("special", false)};
         if (tok.content.empty()) continue;
         t->added_by_id_[tok.id] = t->added_.size();
