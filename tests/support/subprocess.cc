@@ -1,5 +1,7 @@
 #include "tests/support/subprocess.h"
 
+#include <cstdio>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -144,6 +146,13 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
 }
 
 ServerProcess::~ServerProcess() {
+  // A server that died on its own (a crash, a sanitizer report) explains the
+  // test's failure: show the end of its log.
+  if (process_ && !process_->Running()) {
+    const std::string log = Log();
+    std::fprintf(stderr, "tessera-server exited on its own; the end of its log:\n%s\n",
+                 log.substr(log.size() > 8000 ? log.size() - 8000 : 0).c_str());
+  }
   process_.reset();
   std::filesystem::remove_all(dir_);
 }
