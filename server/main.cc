@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/version.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -97,14 +98,12 @@ void RaiseFileLimit() {
 }
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(flag, " ", path, ": cannot read the file"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find("-----BEGIN") == std::string::npos) {
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat(flag, " ", text.status().message()));
+  if (text->find("-----BEGIN") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": not a PEM file"));
   }
-  return ss.str();
+  return text;
 }
 
 // Plaintext unless --tls-cert/--tls-key; mTLS with --tls-client-ca.
