@@ -22,12 +22,22 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/plan_view.h"
 #include "server/model/model_config.h"
 
 namespace tessera {
 
 enum class AdapterKind { kLora, kRoad, kDiablo };
 const char* AdapterKindName(AdapterKind kind);  // "lora", "road", "diablo"
+// The op family that applies an adapter of this kind.
+inline AdapterOp AdapterOpOf(AdapterKind kind) {
+  switch (kind) {
+    case AdapterKind::kLora: return AdapterOp::kLowRank;
+    case AdapterKind::kDiablo: return AdapterOp::kBlockDiagonal;
+    case AdapterKind::kRoad: return AdapterOp::kRotation;
+  }
+  return AdapterOp::kLowRank;
+}
 
 // The seven linear layers of a decoder layer, in execution order.
 enum class LinearModule { kQ, kK, kV, kO, kGate, kUp, kDown };

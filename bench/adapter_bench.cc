@@ -108,6 +108,8 @@ int Run() {
   EngineOptions eo;
   eo.num_threads = absl::GetFlag(FLAGS_threads);
   eo.kv_cache_tokens = int64_t{batch} * ((prompt + steps + 1 + 15) / 16 * 16);  // whole blocks per sequence
+  eo.max_step_tokens = batch * prompt;  // the prefill step
+  eo.max_seqs = batch;
   const std::vector<const Adapter*> adapter_slots = registry.Slots();
   auto engine = Engine::Create(**model, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));

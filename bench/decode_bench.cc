@@ -104,6 +104,7 @@ int Run() {
         EngineOptions eo;
         eo.num_threads = threads;
         eo.kv_cache_tokens = prompt_tokens + decode_tokens;
+        eo.max_step_tokens = std::max(1, prompt_tokens);
         auto engine = Engine::Create(**model, eo);
         if (!engine.ok()) return Fail(std::string(engine.status().message()));
         if (auto warm = DecodeTokensPerSecond(**engine, prompt_tokens, std::min(8, decode_tokens));

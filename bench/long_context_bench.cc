@@ -64,6 +64,7 @@ int Run() {
   EngineOptions eo;
   eo.num_threads = absl::GetFlag(FLAGS_threads);
   eo.kv_cache_tokens = max_context + 64;
+  eo.max_step_tokens = chunk;
   auto engine = Engine::Create(**model, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   const int64_t kv_bytes_per_token = int64_t{2} * (*model)->config.num_hidden_layers *

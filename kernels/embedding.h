@@ -8,19 +8,22 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
 
 struct EmbeddingArgs {
-  const float* table = nullptr;
+  const void* table = nullptr;
   const int32_t* token_ids = nullptr;
-  float* out = nullptr;
+  void* out = nullptr;
+  DType dtype = DType::kF32;  // of table and out
   int64_t rows = 0;
   int64_t vocab = 0;
   int64_t dim = 0;
 };
 
-absl::Status EmbeddingCpu(const EmbeddingArgs& args);
+absl::Status EmbeddingCpu(const EmbeddingArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

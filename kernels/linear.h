@@ -14,28 +14,29 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
-
-class ThreadPool;
 
 enum class WeightFormat { kF32, kInt8, kInt4 };
 const char* WeightFormatName(WeightFormat format);  // "none", "int8", "int4"
 
 struct LinearArgs {
-  const float* x = nullptr;
+  const void* x = nullptr;
+  DType dtype = DType::kF32;  // of x and y
   WeightFormat format = WeightFormat::kF32;
   const void* weight = nullptr;
   const float* scales = nullptr;  // kInt8, kInt4
   int32_t group_size = 0;         // kInt4: a positive multiple of 8
   const float* bias = nullptr;
-  float* y = nullptr;
+  void* y = nullptr;
   int64_t rows = 0;
   int64_t in = 0;
   int64_t out = 0;
 };
 
-absl::Status LinearCpu(const LinearArgs& args, ThreadPool& pool);
+absl::Status LinearCpu(const LinearArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

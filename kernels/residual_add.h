@@ -5,18 +5,19 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
 
-class ThreadPool;
-
 struct ResidualAddArgs {
-  float* x = nullptr;
-  const float* delta = nullptr;
+  void* x = nullptr;
+  const void* delta = nullptr;
+  DType dtype = DType::kF32;
   int64_t n = 0;
 };
 
-absl::Status ResidualAddCpu(const ResidualAddArgs& args, ThreadPool& pool);
+absl::Status ResidualAddCpu(const ResidualAddArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

@@ -6,21 +6,22 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
 
-class ThreadPool;
-
 struct RmsNormArgs {
-  const float* x = nullptr;
+  const void* x = nullptr;
   const float* weight = nullptr;
-  float* y = nullptr;
+  void* y = nullptr;
+  DType dtype = DType::kF32;  // of x and y
   int64_t rows = 0;
   int64_t dim = 0;
   float eps = 1e-5f;
 };
 
-absl::Status RmsNormCpu(const RmsNormArgs& args, ThreadPool& pool);
+absl::Status RmsNormCpu(const RmsNormArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

@@ -12,16 +12,17 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
-
-class ThreadPool;
 
 inline constexpr int kMaxHeadDim = 256;
 
 struct RopeArgs {
-  float* q = nullptr;
-  float* k = nullptr;
+  void* q = nullptr;
+  void* k = nullptr;
+  DType dtype = DType::kF32;  // of q and k
   const int32_t* positions = nullptr;
   const float* inv_freq = nullptr;
   int64_t rows = 0;
@@ -32,7 +33,7 @@ struct RopeArgs {
   float attention_scaling = 1.0f;  // multiplies cos and sin (llama3 uses 1)
 };
 
-absl::Status RopeCpu(const RopeArgs& args, ThreadPool& pool);
+absl::Status RopeCpu(const RopeArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

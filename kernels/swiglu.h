@@ -6,19 +6,20 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
+#include "kernels/exec.h"
 
 namespace tessera {
 
-class ThreadPool;
-
 struct SwiGluArgs {
-  const float* gate = nullptr;
-  const float* up = nullptr;
-  float* out = nullptr;
+  const void* gate = nullptr;
+  const void* up = nullptr;
+  void* out = nullptr;
+  DType dtype = DType::kF32;
   int64_t n = 0;
 };
 
-absl::Status SwiGluCpu(const SwiGluArgs& args, ThreadPool& pool);
+absl::Status SwiGluCpu(const SwiGluArgs& args, const ExecContext& ctx);
 
 }  // namespace tessera
 

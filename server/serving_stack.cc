@@ -164,6 +164,10 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   eo.num_threads = o.num_threads > 0 ? o.num_threads : std::max(1u, std::thread::hardware_concurrency());
   eo.kv_block_size = o.kv_block_size;
   eo.kv_cache_tokens = kv_tokens;
+  // A step holds up to max_step_tokens prompt rows, and at least one decode
+  // row per running sequence.
+  eo.max_step_tokens = std::max(o.max_step_tokens, o.max_batch_size);
+  eo.max_seqs = o.max_batch_size;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*stack->model, eo);
   if (!engine.ok()) return engine.status();
   stack->engine = *std::move(engine);

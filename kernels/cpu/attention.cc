@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/require_f32.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/vector_isa.h"
 #include "kernels/rope.h"
@@ -18,20 +19,21 @@ constexpr int32_t kKeyBlock = 32;
 
 }  // namespace
 
-absl::Status AttentionCpu(const AttentionArgs& a, ThreadPool& pool) {
-  if (!a.plan || !a.q || !a.k_cache || !a.v_cache || !a.out || a.block_size <= 0 || a.num_kv_heads <= 0 ||
+absl::Status AttentionCpu(const AttentionArgs& a, const ExecContext& ctx) {
+  if (absl::Status s = RequireF32("Attention", a.dtype); !s.ok()) return s;
+  if (!a.plan || !a.q || !a.k_cache || !a.v_cache || !a.out || a.plan->block_size <= 0 || a.num_kv_heads <= 0 ||
       a.num_q_heads % a.num_kv_heads != 0 || a.head_dim <= 0 || a.head_dim > kMaxHeadDim ||
       a.num_q_heads / a.num_kv_heads > kMaxGroup) {
     return absl::InvalidArgumentError(absl::StrFormat("Attention: bad arguments q_heads=%d kv_heads=%d head_dim=%d",
                                                       a.num_q_heads, a.num_kv_heads, a.head_dim));
   }
-  const BatchPlan& plan = *a.plan;
-  const int32_t rows = plan.num_tokens();
-  std::vector<int32_t> row_seq(rows, -1);
-  for (size_t s = 0; s < plan.sequences.size(); ++s) {
-    const SequencePlan& sp = plan.sequences[s];
-    for (int32_t i = 0; i < sp.query_len; ++i) row_seq[sp.query_begin + i] = static_cast<int32_t>(s);
-  }
+  const PlanView& plan = *a.plan;
+  const int32_t rows = plan.num_tokens;
+  const int32_t bs = plan.block_size;
+  const float* q_all = static_cast<const float*>(a.q);
+  const float* k_cache = static_cast<const float*>(a.k_cache);
+  const float* v_cache = static_cast<const float*>(a.v_cache);
+  float* out_all = static_cast<float*>(a.out);
   const VectorIsa& isa = ActiveIsa();
   const int32_t group = a.num_q_heads / a.num_kv_heads;
   const int32_t hd = a.head_dim;
@@ -40,7 +42,7 @@ absl::Status AttentionCpu(const AttentionArgs& a, ThreadPool& pool) {
   // all `group` query heads that share it, a block of keys at a time, with a
   // running maximum per head (online softmax).
   const int64_t work = static_cast<int64_t>(rows) * a.num_kv_heads;
-  pool.ParallelFor(work, 1, [&](int64_t begin, int64_t end) {
+  ParallelFor(ctx, work, 1, [&](int64_t begin, int64_t end) {
     float acc[kMaxGroup][kMaxHeadDim];
     float scores[kMaxGroup][kKeyBlock];
     float running_max[kMaxGroup], denom[kMaxGroup];
@@ -48,29 +50,26 @@ absl::Status AttentionCpu(const AttentionArgs& a, ThreadPool& pool) {
       const int32_t row = static_cast<int32_t>(w / a.num_kv_heads);
       const int32_t kv_head = static_cast<int32_t>(w % a.num_kv_heads);
       const int32_t head0 = kv_head * group;
-      const float* q = a.q + (static_cast<int64_t>(row) * a.num_q_heads + head0) * hd;
-      float* out = a.out + (static_cast<int64_t>(row) * a.num_q_heads + head0) * hd;
-      if (row_seq[row] < 0) {
-        std::fill(out, out + static_cast<int64_t>(group) * hd, 0.0f);
-        continue;
-      }
-      const SequencePlan& sp = plan.sequences[row_seq[row]];
-      const int32_t ctx = sp.kv_len + (row - sp.query_begin) + 1;
+      const float* q = q_all + (static_cast<int64_t>(row) * a.num_q_heads + head0) * hd;
+      float* out = out_all + (static_cast<int64_t>(row) * a.num_q_heads + head0) * hd;
+      const int32_t seq = plan.row_to_seq[row];
+      const int32_t* pages = plan.kv_indices + plan.kv_indptr[seq];
+      const int32_t context = plan.kv_len(seq) + (row - plan.qo_indptr[seq]) + 1;
       for (int32_t g = 0; g < group; ++g) {
         running_max[g] = -std::numeric_limits<float>::infinity();
         denom[g] = 0;
         std::fill(acc[g], acc[g] + hd, 0.0f);
       }
-      for (int32_t t0 = 0; t0 < ctx; t0 += kKeyBlock) {
-        const int32_t n = std::min(kKeyBlock, ctx - t0);
+      for (int32_t t0 = 0; t0 < context; t0 += kKeyBlock) {
+        const int32_t n = std::min(kKeyBlock, context - t0);
         const float* keys[kKeyBlock];
         const float* values[kKeyBlock];
         for (int32_t j = 0; j < n; ++j) {
           const int32_t t = t0 + j;
-          const int64_t off = (static_cast<int64_t>(sp.block_table[t / a.block_size]) * a.block_size +
-                               t % a.block_size) * kv_row + static_cast<int64_t>(kv_head) * hd;
-          keys[j] = a.k_cache + off;
-          values[j] = a.v_cache + off;
+          const int64_t off = (static_cast<int64_t>(pages[t / bs]) * bs + t % bs) * kv_row +
+                              static_cast<int64_t>(kv_head) * hd;
+          keys[j] = k_cache + off;
+          values[j] = v_cache + off;
         }
         for (int32_t g = 0; g < group; ++g) {
           float block_max = running_max[g];

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/require_f32.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace tessera {
@@ -24,7 +25,8 @@ void RotateHeads(float* x, int32_t heads, int32_t head_dim, int32_t rotary_dims,
 
 }  // namespace
 
-absl::Status RopeCpu(const RopeArgs& a, ThreadPool& pool) {
+absl::Status RopeCpu(const RopeArgs& a, const ExecContext& ctx) {
+  if (absl::Status s = RequireF32("Rope", a.dtype); !s.ok()) return s;
   if (a.head_dim <= 0 || a.head_dim % 2 != 0 || a.head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError(
         absl::StrFormat("Rope: head_dim=%d must be even and at most %d", a.head_dim, kMaxHeadDim));
@@ -37,7 +39,9 @@ absl::Status RopeCpu(const RopeArgs& a, ThreadPool& pool) {
   if (!a.q || !a.k || !a.positions || !a.inv_freq) {
     return absl::InvalidArgumentError("Rope: null argument");
   }
-  pool.ParallelFor(a.rows, 4, [&](int64_t begin, int64_t end) {
+  float* q = static_cast<float*>(a.q);
+  float* k = static_cast<float*>(a.k);
+  ParallelFor(ctx, a.rows, 4, [&](int64_t begin, int64_t end) {
     float cos_v[kMaxHeadDim / 2];
     float sin_v[kMaxHeadDim / 2];
     const int32_t half = rotary / 2;
@@ -48,8 +52,8 @@ absl::Status RopeCpu(const RopeArgs& a, ThreadPool& pool) {
         cos_v[i] = static_cast<float>(std::cos(angle)) * a.attention_scaling;
         sin_v[i] = static_cast<float>(std::sin(angle)) * a.attention_scaling;
       }
-      RotateHeads(a.q + r * a.num_q_heads * a.head_dim, a.num_q_heads, a.head_dim, rotary, cos_v, sin_v);
-      RotateHeads(a.k + r * a.num_kv_heads * a.head_dim, a.num_kv_heads, a.head_dim, rotary, cos_v, sin_v);
+      RotateHeads(q + r * a.num_q_heads * a.head_dim, a.num_q_heads, a.head_dim, rotary, cos_v, sin_v);
+      RotateHeads(k + r * a.num_kv_heads * a.head_dim, a.num_kv_heads, a.head_dim, rotary, cos_v, sin_v);
     }
   });
   return absl::OkStatus();

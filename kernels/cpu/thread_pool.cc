@@ -22,14 +22,14 @@ ThreadPool::~ThreadPool() {
 }
 
 namespace {
-void RunChunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunks, int64_t index) {
+void RunChunk(absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t n, int64_t chunks, int64_t index) {
   const int64_t begin = n * index / chunks;
   const int64_t end = n * (index + 1) / chunks;
   if (begin < end) fn(begin, end);
 }
 }  // namespace
 
-void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, absl::FunctionRef<void(int64_t, int64_t)> fn) {
   if (n <= 0) return;
   min_chunk = std::max<int64_t>(1, min_chunk);
   const int64_t chunks = std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk);
@@ -39,7 +39,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, const std::function<v
   }
   {
     MutexLock lock(&mu_);
-    job_ = &fn;
+    job_ = &fn;  // fn outlives the job: this call waits for every chunk
     job_n_ = n;
     job_chunks_ = chunks;
     pending_ = static_cast<int>(chunks) - 1;
@@ -55,7 +55,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, const std::function<v
 void ThreadPool::WorkerLoop(int index) {
   int64_t seen = 0;
   while (true) {
-    const std::function<void(int64_t, int64_t)>* job;
+    const absl::FunctionRef<void(int64_t, int64_t)>* job;
     int64_t n, chunks;
     {
       MutexLock lock(&mu_);

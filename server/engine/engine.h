@@ -1,5 +1,7 @@
-// The CPU backend: runs one BatchPlan step of a Llama-family model through the
-// kernels in kernels/cpu and returns the logits the plan asks for.
+// The engine: runs one step of a Llama-family model. The forward pass is
+// written once, here, against an OpTable (kernels/ops.h); the table decides
+// the backend (today the CPU's). Activations live in one arena allocated at
+// Create for the largest step, so Step allocates nothing.
 //
 // Thread safety: not thread-safe. One thread (the scheduler's) owns an Engine.
 #ifndef TESSERA_SERVER_ENGINE_ENGINE_H_
@@ -11,12 +13,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "adapters/adapter.h"
+#include "common/device_buffer.h"
 #include "kernels/batch_plan.h"
 #include "kernels/cpu/thread_pool.h"
-#include "kernels/diablo_apply.h"
-#include "kernels/lora_apply.h"
-#include "kernels/road_apply.h"
+#include "kernels/ops.h"
+#include "kernels/plan_builder.h"
+#include "kernels/plan_view.h"
 #include "server/engine/kv_cache.h"
 #include "server/model/model.h"
 
@@ -26,6 +30,12 @@ struct EngineOptions {
   int num_threads = 1;
   int32_t kv_block_size = 16;
   int64_t kv_cache_tokens = 0;  // total cache capacity in tokens; > 0
+  // Rows per step (prompt chunk plus decode rows): sizes the activation
+  // arena. Sequences per step (and so logit rows) are at most max_seqs, 0
+  // meaning max_step_tokens.
+  int32_t max_step_tokens = 512;
+  int32_t max_seqs = 0;
+  const OpTable* ops = nullptr;  // null: CpuOps()
 };
 
 // The adapters one step may apply: plan adapter segments name an index
@@ -35,42 +45,58 @@ using AdapterSlots = std::span<const Adapter* const>;
 
 class Engine {
  public:
-  // model must outlive the engine.
+  // model must outlive the engine. InvalidArgument for bad options;
+  // ResourceExhausted when the arena or the cache cannot be allocated.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model& model, const EngineOptions& options);
 
-  // Runs the plan. logits is resized to [plan.num_logit_rows(), vocab]: one row
-  // per sequence with needs_logits, in plan order, for its last row. Fails with
-  // InvalidArgument on a malformed plan (ids outside the vocabulary, block
-  // tables too short, rows not covered, adapter slots outside `adapters`)
-  // before touching the cache.
+  // Runs a plan built by a PlanBuilder with plan_limits() and returns the
+  // logits [plan.num_logit_rows, vocab], one row per plan.logit_rows entry,
+  // in engine memory that stays valid until the next Step. Allocates
+  // nothing. InvalidArgument when the view is larger than the engine's
+  // limits or names slots outside `adapters`.
+  absl::StatusOr<absl::Span<const float>> Step(const PlanView& plan, AdapterSlots adapters = {});
+
+  // Builds the view of `plan` (validating it: see PlanBuilder::Build), runs
+  // it and copies the logits into *logits, resized to [num_logit_rows,
+  // vocab]. Fails before touching the cache on a malformed plan.
   absl::Status Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters = {});
 
+  PlanLimits plan_limits() const;
   KvCache& kv_cache() { return kv_cache_; }
   const Model& model() const { return model_; }
+  const OpTable& ops() const { return ops_; }
   int num_threads() const { return pool_.num_threads(); }
 
  private:
   Engine(const Model& model, const EngineOptions& options, int32_t num_blocks);
-  absl::Status ValidatePlan(const BatchPlan& plan, AdapterSlots adapters) const;
+  absl::Status AllocateArena();
   // y = x·Wᵀ (+ bias), then each adapter segment's update for this layer and
-  // module: LoRA family, then DiaBlo, then RoAd.
-  absl::Status Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const BatchPlan& plan,
+  // module: low-rank (LoRA, SEAL), then block-diagonal (DiaBlo), then
+  // rotation (RoAd).
+  absl::Status Linear(const LinearWeights& w, const float* x, int64_t rows, float* y, const PlanView& plan,
                       int32_t layer, LinearModule module);
-  void Reserve(int64_t rows);
 
   const Model& model_;
-  AdapterSlots adapters_;  // of the step running
+  const OpTable& ops_;
+  const int32_t max_tokens_;
+  const int32_t max_seqs_;
   ThreadPool pool_;
-  // Per-call segment lists, reused across calls.
-  std::vector<LoraSegment> lora_segments_;
-  std::vector<DiabloSegment> diablo_segments_;
-  std::vector<RoadSegment> road_segments_;
+  ExecContext ctx_;
   KvCache kv_cache_;
+  PlanBuilder builder_;           // for Step(BatchPlan)
+  std::vector<AdapterOp> slot_ops_;  // for Step(BatchPlan), grown there
+  AdapterSlots adapters_;         // of the step running
 
-  // Activations, grown to the largest step seen: [rows, width].
-  std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;
-  std::vector<float> last_hidden_;
-  int64_t reserved_rows_ = 0;
+  // Per-slot weights of the layer and module being run, [max_seqs_] each.
+  std::vector<LoraSlotWeights> lora_slots_;
+  std::vector<DiabloSlotWeights> diablo_slots_;
+  std::vector<RoadSlotWeights> road_slots_;
+
+  // The arena and its activations: [max_tokens_, width] each, and
+  // [max_seqs_, hidden] / [max_seqs_, vocab] for the output rows.
+  DeviceBuffer arena_;
+  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
+  float *proj_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *last_hidden_ = nullptr, *logits_ = nullptr;
 };
 
 }  // namespace tessera

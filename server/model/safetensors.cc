@@ -40,22 +40,6 @@ absl::StatusOr<DType> ParseDType(const std::string& s) {
 
 }  // namespace
 
-const char* DTypeName(DType d) {
-  switch (d) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-    case DType::kI8:
-      return "I8";
-    case DType::kU8:
-      return "U8";
-  }
-  return "?";
-}
-
 const char* DTypeTorchName(DType d) {
   switch (d) {
     case DType::kF32:
@@ -68,6 +52,8 @@ const char* DTypeTorchName(DType d) {
       return "int8";
     case DType::kU8:
       return "uint8";
+    case DType::kI4:
+      return "int4";
   }
   return "?";
 }
@@ -82,6 +68,8 @@ size_t DTypeSize(DType d) {
     case DType::kI8:
     case DType::kU8:
       return 1;
+    case DType::kI4:
+      return 0;  // packed two per byte; never a file dtype
   }
   return 0;
 }
@@ -187,6 +175,8 @@ void TensorView::ToFloatRange(int64_t begin, int64_t n, float* out) const {
     case DType::kU8:
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
       return;
+    case DType::kI4:
+      return;  // never a file dtype
   }
 }
 

@@ -16,15 +16,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/dtype.h"
 
 namespace tessera {
 
-// F32/F16/BF16 hold model weights; I8/U8 hold Tessera's pre-quantized ones.
-enum class DType { kF32, kF16, kBF16, kI8, kU8 };
-
-// "F32", "F16", "BF16".
-const char* DTypeName(DType dtype);
-// "float32", "float16", "bfloat16".
+// Files hold F32/F16/BF16 model weights, and I8/U8 in Tessera's
+// pre-quantized checkpoints (DType is common/dtype.h's; files never hold I4).
+// "float32", "float16", "bfloat16", "int8", "uint8".
 const char* DTypeTorchName(DType dtype);
 size_t DTypeSize(DType dtype);
 bool IsFloatDType(DType dtype);

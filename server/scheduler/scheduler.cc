@@ -81,7 +81,8 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
       context_length_(options.context_length > 0 ? options.context_length
                                                  : engine->model().config.max_position_embeddings),
       vocab_size_(engine->model().config.vocab_size),
-      wake_(std::make_shared<RequestHandle::Wake>()) {
+      wake_(std::make_shared<RequestHandle::Wake>()),
+      builder_(engine->plan_limits()) {
   if (adapters_) {
     // A finished load or a released pin may let a queued request in.
     std::weak_ptr<RequestHandle::Wake> weak = wake_;
@@ -535,7 +536,13 @@ void Scheduler::RunStep() {
     plan.sequences.push_back(std::move(sp));
     in_plan.push_back(r.get());
   }
-  if (absl::Status s = engine_->Step(plan, &logits_, step_adapters_); !s.ok()) {
+  slot_ops_.clear();
+  for (const Adapter* a : step_adapters_) slot_ops_.push_back(AdapterOpOf(a->kind));
+  absl::StatusOr<PlanView> view = builder_.Build(plan, slot_ops_);
+  absl::StatusOr<absl::Span<const float>> logits =
+      view.ok() ? engine_->Step(*view, step_adapters_) : absl::StatusOr<absl::Span<const float>>(view.status());
+  if (!logits.ok()) {
+    const absl::Status& s = logits.status();
     spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());
     for (auto& r : running_) {
       FinishRequest(*r, FinishReason::kCancelled,
@@ -554,7 +561,7 @@ void Scheduler::RunStep() {
       r.chunk = 0;
       if (r.prefilling()) continue;  // more prompt chunks to come
     }
-    const float* row = logits_.data() + (logit_row++) * vocab_size_;
+    const float* row = logits->data() + (logit_row++) * vocab_size_;
     if (r.generated.empty() && r.params.return_prompt_logits) r.prompt_logits.assign(row, row + vocab_size_);
     const int32_t token = r.sampler->Sample(row, vocab_size_);
     if (r.generated.empty()) {

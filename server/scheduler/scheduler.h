@@ -183,7 +183,8 @@ class Scheduler {
 
   // Owned by the scheduler thread.
   std::vector<std::unique_ptr<Request>> running_;
-  std::vector<float> logits_;
+  PlanBuilder builder_;  // flattens each step's BatchPlan for the engine
+  std::vector<AdapterOp> slot_ops_;  // op family of each step_adapters_ entry
   std::map<std::string, double> served_tokens_;  // per tenant, for fairness
   std::vector<const Adapter*> step_adapters_;    // slot table of the step
 

@@ -256,6 +256,8 @@ TEST(VectorIsaTest, FusedQuantizedDotsMatchTheReferenceAndIgnoreBatching) {
 
 TEST(LinearKernelTest, QuantizedLinearMatchesDequantizedReference) {
   ThreadPool pool(2);
+  ExecContext ctx;
+  ctx.pool = &pool;
   std::mt19937 rng(9);
   std::normal_distribution<float> normal;
   for (int64_t in : {8, 24, 40, 176}) {
@@ -280,8 +282,8 @@ TEST(LinearKernelTest, QuantizedLinearMatchesDequantizedReference) {
           }
         }
         std::vector<float> y(rows * out), bias(out, 0.25f);
-        LinearArgs a{x.data(), f, q.data(), scales.data(), group, bias.data(), y.data(), rows, in, out};
-        ASSERT_TRUE(LinearCpu(a, pool).ok());
+        LinearArgs a{x.data(), DType::kF32, f, q.data(), scales.data(), group, bias.data(), y.data(), rows, in, out};
+        ASSERT_TRUE(LinearCpu(a, ctx).ok());
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t o = 0; o < out; ++o) {
             double ref = 0.25;
@@ -296,8 +298,8 @@ TEST(LinearKernelTest, QuantizedLinearMatchesDequantizedReference) {
   std::vector<float> x(8), y(1);
   std::vector<uint8_t> q(4);
   std::vector<float> s(1);
-  LinearArgs bad{x.data(), WeightFormat::kInt4, q.data(), s.data(), 12, nullptr, y.data(), 1, 8, 1};
-  EXPECT_EQ(LinearCpu(bad, pool).code(), absl::StatusCode::kInvalidArgument);
+  LinearArgs bad{x.data(), DType::kF32, WeightFormat::kInt4, q.data(), s.data(), 12, nullptr, y.data(), 1, 8, 1};
+  EXPECT_EQ(LinearCpu(bad, ctx).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -83,6 +83,7 @@ class RopeIdModelTest : public ::testing::Test {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = 1024;
+    eo.max_step_tokens = chunk;  // the activation arena holds one chunk
     auto engine = *Engine::Create(*model_, eo);
     std::vector<int32_t> blocks = *engine->kv_cache().Allocate(engine->kv_cache().BlocksFor(ids.size() + 16));
     std::vector<float> logits, first;
@@ -146,6 +147,8 @@ TEST(RopePrecisionTest, ScoresDependOnlyOnDistanceEvenAtAMillion) {
   std::vector<float> q0(kHeadDim), k0(kHeadDim);
   for (int i = 0; i < kHeadDim; ++i) q0[i] = normal(rng), k0[i] = normal(rng);
   ThreadPool pool(1);
+  ExecContext ctx;
+  ctx.pool = &pool;
   auto score = [&](int32_t m, int32_t n, int32_t rotary) {
     std::vector<float> q = q0, k = k0, qd(kHeadDim), kd(kHeadDim);
     int32_t pos_q[1] = {m}, pos_k[1] = {n};
@@ -159,11 +162,11 @@ TEST(RopePrecisionTest, ScoresDependOnlyOnDistanceEvenAtAMillion) {
     a.num_kv_heads = 1;
     a.head_dim = kHeadDim;
     a.rotary_dims = rotary;
-    EXPECT_TRUE(RopeCpu(a, pool).ok());
+    EXPECT_TRUE(RopeCpu(a, ctx).ok());
     a.q = k.data();
     a.k = kd.data();
     a.positions = pos_k;
-    EXPECT_TRUE(RopeCpu(a, pool).ok());
+    EXPECT_TRUE(RopeCpu(a, ctx).ok());
     double s = 0;
     for (int i = 0; i < kHeadDim; ++i) s += double{q[i]} * k[i];
     return s;
