@@ -62,7 +62,7 @@ std::unique_ptr<TestBackend> MakeBackend(const std::string& name);
 // is all zeros).
 double Nmse(const std::vector<float>& a, const std::vector<double>& ref);
 // The largest NMSE accepted for results computed in dtype against the fp64
-// reference (f32: 1e-10; f16/bf16 for the GPU tables to come).
+// reference (f32: 1e-8; f16/bf16 for the GPU tables to come).
 double NmseTolerance(DType dtype);
 
 std::vector<float> RandomVector(std::mt19937& rng, size_t n, float lo = -1.0f, float hi = 1.0f);
