@@ -13,9 +13,10 @@
 #include "absl/strings/numbers.h"
 #include "common/exception_guard.h"
 #include "common/json_util.h"
+#include "kernels/supported_shapes.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
@@ -33,13 +34,6 @@ const char* AdapterKindName(AdapterKind kind) {
       return "diablo";
   }
   return "?";
-}
-
-const char* LinearModuleName(LinearModule m) {
-  static const char* kNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                 "mlp.down_proj"};
-  return kNames[static_cast<int>(m)];
 }
 
 std::string Adapter::DisplayKind() const {
@@ -92,28 +86,6 @@ std::optional<ModuleRef> ParseModulePath(const std::string& path, int32_t num_la
   return ModuleRef{p->layer, p->module, path};
 }
 
-// [out, in] of a base linear layer.
-std::pair<int64_t, int64_t> ModuleShape(const ModelConfig& c, LinearModule m) {
-  const int64_t h = c.hidden_size, q = int64_t{c.num_attention_heads} * c.head_dim,
-                kv = int64_t{c.num_key_value_heads} * c.head_dim, i = c.intermediate_size;
-  switch (m) {
-    case LinearModule::kQ:
-      return {q, h};
-    case LinearModule::kK:
-      return {kv, h};
-    case LinearModule::kV:
-      return {kv, h};
-    case LinearModule::kO:
-      return {h, q};
-    case LinearModule::kGate:
-      return {i, h};
-    case LinearModule::kUp:
-      return {i, h};
-    case LinearModule::kDown:
-      return {h, i};
-  }
-  return {0, 0};
-}
 
 // Loading context: the adapter's name prefixes every error.
 class Loader {
@@ -243,7 +215,7 @@ class Loader {
     }
     const TensorView& v = *it->second;
     if (v.shape != shape) {
-      const auto [out, in] = ModuleShape(base_, ref.module);
+      const auto [out, in] = BaseLinearShape(base_, ref.module);
       return Error(absl::StrCat(ref.path, ".", param, " has shape ", ShapeString(v.shape), ", expected ",
                                 ShapeString(shape), " for the base's ", ref.path, " [out=", out, ", in=", in,
                                 "] (trained for another base model?)"));
@@ -354,11 +326,12 @@ class Loader {
       }
       const double alpha = a_pat ? a_pat->get<double>() : alpha_default;
       if (r < 1) return Error(absl::StrCat(path, ": rank ", r, " must be positive"));
-      if (r > limits_.max_rank) {
-        return Error(absl::StrCat(path, ": rank ", r, " is over the limit of ", limits_.max_rank,
-                                  " (raise --max-adapter-rank)"));
+      const int32_t max_rank = std::min(limits_.max_rank, kMaxLoraRank);
+      if (r > max_rank) {
+        return Error(absl::StrCat(path, ": rank ", r, " is over the limit of ", max_rank,
+                                  max_rank < kMaxLoraRank ? " (raise --max-adapter-rank)" : " (the kernels' largest)"));
       }
-      const auto [out, in] = ModuleShape(base_, ref.module);
+      const auto [out, in] = BaseLinearShape(base_, ref.module);
       LoraModule lora;
       lora.rank = static_cast<int32_t>(r);
       lora.scale = static_cast<float>(rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
@@ -381,7 +354,7 @@ class Loader {
     for (const auto& [path, ref] : refs_) {
       TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
       TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"road_theta", "road_alpha"}));
-      const int64_t out = ModuleShape(base_, ref.module).first;
+      const int64_t out = BaseLinearShape(base_, ref.module).first;
       if (out % group != 0) {
         return Error(absl::StrCat(path, ": out=", out, " is not a multiple of group_size ", group));
       }
@@ -420,7 +393,7 @@ class Loader {
     for (const auto& [path, ref] : refs_) {
       TESSERA_RETURN_IF_ERROR(CheckTargeted(ref));
       TESSERA_RETURN_IF_ERROR(RejectUnknownParams(ref, {"block_A"}));
-      const auto [out, in] = ModuleShape(base_, ref.module);
+      const auto [out, in] = BaseLinearShape(base_, ref.module);
       const int64_t d1 = (in + nb - 1) / nb, d2 = (out + nb - 1) / nb;
       const int64_t n = std::max((in + d1 - 1) / d1, (out + d2 - 1) / d2);
       DiabloModule d;
@@ -449,32 +422,6 @@ class Loader {
 };
 
 }  // namespace
-
-std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModule m) {
-  return ModuleShape(base, m);
-}
-
-std::optional<LinearModulePath> ParseLinearModulePath(std::string_view path, int32_t num_layers) {
-  constexpr std::string_view kPrefix = "model.layers.";
-  if (!path.starts_with(kPrefix)) return std::nullopt;
-  path.remove_prefix(kPrefix.size());
-  const size_t dot = path.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot > 9) return std::nullopt;  // at most 9 digits
-  const std::string_view digits = path.substr(0, dot);
-  for (const char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;  // one spelling per layer
-  int64_t layer = 0;
-  if (!absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &layer) || layer < 0 || layer >= num_layers) return std::nullopt;
-  const std::string_view module = path.substr(dot + 1);
-  for (int i = 0; i < kNumLinearModules; ++i) {
-    if (module == LinearModuleName(static_cast<LinearModule>(i))) {
-      return LinearModulePath{static_cast<int32_t>(layer), static_cast<LinearModule>(i)};
-    }
-  }
-  return std::nullopt;
-}
 
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
                                                            const ModelConfig& base,

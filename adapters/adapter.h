@@ -23,7 +23,8 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/plan_view.h"
-#include "server/model/model_config.h"
+#include "model/linear_modules.h"
+#include "model/model_config.h"
 
 namespace tessera {
 
@@ -39,24 +40,8 @@ inline AdapterOp AdapterOpOf(AdapterKind kind) {
   return AdapterOp::kLowRank;
 }
 
-// The seven linear layers of a decoder layer, in execution order.
-enum class LinearModule { kQ, kK, kV, kO, kGate, kUp, kDown };
-inline constexpr int kNumLinearModules = 7;
-const char* LinearModuleName(LinearModule m);  // "self_attn.q_proj", ...
-// [out, in] of a base linear layer.
-std::pair<int64_t, int64_t> BaseLinearShape(const ModelConfig& base, LinearModule m);
-
 // adapter_config.json files are a few KiB; larger ones are refused.
 inline constexpr int64_t kMaxAdapterConfigBytes = 256 << 10;
-
-struct LinearModulePath {
-  int32_t layer = 0;
-  LinearModule module = LinearModule::kQ;
-};
-// Parses exactly "model.layers.N.<module>" (N decimal, below num_layers;
-// <module> one of LinearModuleName's). nullopt for anything else, including
-// layer numbers of any length that do not fit; never throws.
-std::optional<LinearModulePath> ParseLinearModulePath(std::string_view path, int32_t num_layers);
 
 struct LoraModule {
   int32_t rank = 0;
@@ -88,7 +73,7 @@ struct AdapterModule {
 };
 
 struct AdapterLimits {
-  int32_t max_rank = 64;
+  int32_t max_rank = 64;  // and never over kMaxLoraRank (kernels/supported_shapes.h)
   int64_t max_file_bytes = int64_t{1} << 30;
 };
 

@@ -10,7 +10,7 @@
 #include "common/exception_guard.h"
 #include "common/json_util.h"
 #include "common/status_macros.h"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 
 namespace tessera {
 namespace {

@@ -34,7 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/adapter.h"
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 
 namespace tessera {
 

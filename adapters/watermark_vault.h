@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/watermark.h"
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 #include "common/mutex.h"
 
 namespace tessera {

@@ -21,7 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "server/engine/engine.h"
 #include "server/engine/sampler.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model, "", "model folder");

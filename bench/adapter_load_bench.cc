@@ -18,8 +18,8 @@
 #include "bench/bench_util.h"
 #include "common/flags.h"
 #include "common/sha256.h"
-#include "server/model/model_config.h"
-#include "server/model/safetensors.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
 
 ABSL_FLAG(std::vector<std::string>, shapes, std::vector<std::string>({"1.1b", "8b"}),
           "model shapes: 1.1b, 8b");

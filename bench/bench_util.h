@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "server/model/model.h"
+#include "model/model.h"
 
 namespace tessera {
 

@@ -19,7 +19,8 @@
 #include "common/flags.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/sampler.h"
-#include "server/model/safetensors.h"
+#include "model/linear_modules.h"
+#include "model/safetensors.h"
 
 ABSL_FLAG(std::string, output, "", "folder to write (created)");
 ABSL_FLAG(std::string, preset, "",
@@ -111,19 +112,22 @@ int Run() {
     return Fail(absl::StrCat("unknown --dtype '", dtype_name, "' (f32, bf16, f16)"));
   const int head_dim = s.hidden / s.heads;
 
+  ModelConfig shape_config;
+  shape_config.hidden_size = s.hidden;
+  shape_config.intermediate_size = s.intermediate;
+  shape_config.num_attention_heads = s.heads;
+  shape_config.num_key_value_heads = s.kv_heads;
+  shape_config.head_dim = head_dim;
   std::vector<Tensor> tensors;
   tensors.push_back({"model.embed_tokens.weight", {s.vocab, s.hidden}, Tensor::kEmbedding});
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     tensors.push_back({p + "input_layernorm.weight", {s.hidden}, Tensor::kNorm});
-    tensors.push_back({p + "self_attn.q_proj.weight", {s.heads * head_dim, s.hidden}, Tensor::kLinear});
-    tensors.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * head_dim, s.hidden}, Tensor::kLinear});
-    tensors.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * head_dim, s.hidden}, Tensor::kLinear});
-    tensors.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * head_dim}, Tensor::kLinear});
-    tensors.push_back({p + "post_attention_layernorm.weight", {s.hidden}, Tensor::kNorm});
-    tensors.push_back({p + "mlp.gate_proj.weight", {s.intermediate, s.hidden}, Tensor::kLinear});
-    tensors.push_back({p + "mlp.up_proj.weight", {s.intermediate, s.hidden}, Tensor::kLinear});
-    tensors.push_back({p + "mlp.down_proj.weight", {s.hidden, s.intermediate}, Tensor::kLinear});
+    for (const LinearModule m : kLinearModules) {
+      if (m == LinearModule::kGate) tensors.push_back({p + "post_attention_layernorm.weight", {s.hidden}, Tensor::kNorm});
+      const auto [out, in] = BaseLinearShape(shape_config, m);
+      tensors.push_back({LinearModulePrefix(l, m) + ".weight", {out, in}, Tensor::kLinear});
+    }
   }
   tensors.push_back({"model.norm.weight", {s.hidden}, Tensor::kNorm});
   tensors.push_back({"lm_head.weight", {s.vocab, s.hidden}, Tensor::kLinear});

@@ -11,10 +11,9 @@
 #include "common/dtype.h"
 #include "kernels/exec.h"
 #include "kernels/plan_view.h"
+#include "kernels/supported_shapes.h"
 
 namespace tessera {
-
-inline constexpr int32_t kMaxLoraRank = 1024;
 
 // One adapter slot's weights for this layer and module; a == nullptr when the
 // adapter does not target it (its rows are left alone).

@@ -14,10 +14,9 @@
 #include "absl/status/status.h"
 #include "common/dtype.h"
 #include "kernels/exec.h"
+#include "kernels/supported_shapes.h"
 
 namespace tessera {
-
-inline constexpr int kMaxHeadDim = 256;
 
 struct RopeArgs {
   void* q = nullptr;

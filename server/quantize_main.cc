@@ -1,5 +1,5 @@
 // tessera-quantize: quantizes an HF checkpoint once into Tessera's
-// pre-quantized layout (see server/model/quantized_checkpoint.h), which
+// pre-quantized layout (see model/quantized_checkpoint.h), which
 // tessera-server then loads without quantizing again.
 //
 //   tessera-quantize --model SRC --output DST [--quantize int4|int8] [--quant-group-size N]
@@ -9,8 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
-#include "server/model/model.h"
-#include "server/model/quantized_checkpoint.h"
+#include "model/model.h"
+#include "model/quantized_checkpoint.h"
 #include "server/serving_flags.h"
 #include "spdlog/spdlog.h"
 

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "adapters/adapter_registry.h"
+#include "kernels/supported_shapes.h"
 
 ABSL_FLAG(std::string, model, "", "HF model folder (config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
@@ -65,6 +67,11 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
   }
   if (absl::GetFlag(FLAGS_max_adapter_rank) < 1 || absl::GetFlag(FLAGS_max_adapter_mb) < 1) {
     return absl::InvalidArgumentError("--max-adapter-rank and --max-adapter-mb must be positive");
+  }
+  if (absl::GetFlag(FLAGS_max_adapter_rank) > kMaxLoraRank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-adapter-rank ", absl::GetFlag(FLAGS_max_adapter_rank), " is over ", kMaxLoraRank,
+                     ", the largest rank the kernels support"));
   }
   so.adapter_limits.max_rank = absl::GetFlag(FLAGS_max_adapter_rank);
   so.adapter_limits.max_file_bytes = absl::GetFlag(FLAGS_max_adapter_mb) << 20;

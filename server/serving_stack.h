@@ -14,8 +14,8 @@
 #include "adapters/adapter_store.h"
 #include "adapters/watermark_vault.h"
 #include "server/engine/engine.h"
-#include "server/model/model.h"
-#include "server/model/tokenizer.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
 #include "server/scheduler/scheduler.h"
 #include "tessera/v1/inference.pb.h"
 

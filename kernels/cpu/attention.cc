@@ -8,13 +8,12 @@
 #include "kernels/cpu/require_f32.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/vector_isa.h"
-#include "kernels/rope.h"
+#include "kernels/supported_shapes.h"
 
 namespace tessera {
 namespace {
 
-// Query heads per KV head handled together, and keys per softmax block.
-constexpr int32_t kMaxGroup = 64;
+// Keys per softmax block.
 constexpr int32_t kKeyBlock = 32;
 
 }  // namespace
@@ -23,7 +22,7 @@ absl::Status AttentionCpu(const AttentionArgs& a, const ExecContext& ctx) {
   if (absl::Status s = RequireF32("Attention", a.dtype); !s.ok()) return s;
   if (!a.plan || !a.q || !a.k_cache || !a.v_cache || !a.out || a.plan->block_size <= 0 || a.num_kv_heads <= 0 ||
       a.num_q_heads % a.num_kv_heads != 0 || a.head_dim <= 0 || a.head_dim > kMaxHeadDim ||
-      a.num_q_heads / a.num_kv_heads > kMaxGroup) {
+      a.num_q_heads / a.num_kv_heads > kMaxGqaGroup) {
     return absl::InvalidArgumentError(absl::StrFormat("Attention: bad arguments q_heads=%d kv_heads=%d head_dim=%d",
                                                       a.num_q_heads, a.num_kv_heads, a.head_dim));
   }
@@ -43,9 +42,9 @@ absl::Status AttentionCpu(const AttentionArgs& a, const ExecContext& ctx) {
   // running maximum per head (online softmax).
   const int64_t work = static_cast<int64_t>(rows) * a.num_kv_heads;
   ParallelFor(ctx, work, 1, [&](int64_t begin, int64_t end) {
-    float acc[kMaxGroup][kMaxHeadDim];
-    float scores[kMaxGroup][kKeyBlock];
-    float running_max[kMaxGroup], denom[kMaxGroup];
+    float acc[kMaxGqaGroup][kMaxHeadDim];
+    float scores[kMaxGqaGroup][kKeyBlock];
+    float running_max[kMaxGqaGroup], denom[kMaxGqaGroup];
     for (int64_t w = begin; w < end; ++w) {
       const int32_t row = static_cast<int32_t>(w / a.num_kv_heads);
       const int32_t kv_head = static_cast<int32_t>(w % a.num_kv_heads);

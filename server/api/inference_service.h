@@ -25,7 +25,7 @@
 #include "server/api/adapter_catalog.h"
 #include "server/api/request_conversion.h"
 #include "server/api/tenants.h"
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "server/scheduler/scheduler.h"
 #include "tessera/v1/inference.grpc.pb.h"
 

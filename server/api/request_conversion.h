@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/status.h"
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "server/scheduler/generation.h"
 #include "tessera/v1/inference.pb.h"
 

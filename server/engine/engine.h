@@ -22,7 +22,7 @@
 #include "kernels/plan_builder.h"
 #include "kernels/plan_view.h"
 #include "server/engine/kv_cache.h"
-#include "server/model/model.h"
+#include "model/model.h"
 
 namespace tessera {
 

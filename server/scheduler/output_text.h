@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "server/model/tokenizer.h"
-#include "server/model/utf8.h"
+#include "model/tokenizer.h"
+#include "model/utf8.h"
 
 namespace tessera {
 

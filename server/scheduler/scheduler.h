@@ -30,7 +30,7 @@
 #include "common/mutex.h"
 #include "adapters/adapter_cache.h"
 #include "server/engine/engine.h"
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "server/scheduler/generation.h"
 
 namespace tessera {

@@ -8,7 +8,7 @@
 #include "adapters/adapter.h"
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 
 namespace {

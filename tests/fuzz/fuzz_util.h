@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera::fuzz {

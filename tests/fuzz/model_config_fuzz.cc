@@ -1,5 +1,5 @@
 // config.json of a model folder.
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

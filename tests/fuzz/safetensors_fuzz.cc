@@ -1,6 +1,6 @@
 // safetensors header and tensor table: parsed from the bytes, then every
 // small tensor is read.
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

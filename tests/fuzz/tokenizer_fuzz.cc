@@ -3,7 +3,7 @@
 // UTF-8, and decoded as token ids, whole and token by token.
 #include <cstring>
 
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

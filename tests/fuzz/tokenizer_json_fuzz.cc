@@ -1,6 +1,6 @@
 // tokenizer.json (part 1) and tokenizer_config.json (the rest) loaded; a
 // tokenizer that loads then encodes and decodes a fixed text.
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

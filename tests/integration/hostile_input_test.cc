@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 #include "tessera/v1/adapters.grpc.pb.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/prometheus.h"

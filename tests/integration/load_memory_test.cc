@@ -6,7 +6,7 @@
 
 #include "common/process_memory.h"
 #include "gtest/gtest.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
 

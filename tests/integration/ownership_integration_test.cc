@@ -9,7 +9,7 @@
 #include "common/sha256.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/prometheus.h"
 #include "tests/support/subprocess.h"

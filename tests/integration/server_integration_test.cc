@@ -10,8 +10,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/model/tokenizer.h"
-#include "server/model/utf8.h"
+#include "model/tokenizer.h"
+#include "model/utf8.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
 

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
-#include "server/model/quantizer.h"
+#include "model/quantizer.h"
 #include "tests/kernels/op_test_util.h"
 
 namespace tessera::testing {

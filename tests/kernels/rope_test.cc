@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 #include "tests/kernels/op_test_util.h"
 
 namespace tessera::testing {

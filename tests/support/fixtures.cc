@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 
 namespace tessera::testing {
 

@@ -10,7 +10,7 @@
 #include "kernels/cpu/vector_isa.h"
 #include "server/engine/engine.h"
 #include "server/engine/sampler.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

@@ -1,8 +1,8 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
-#include "server/model/checkpoint.h"
-#include "server/model/model.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

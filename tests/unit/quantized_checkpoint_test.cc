@@ -1,11 +1,11 @@
-#include "server/model/quantized_checkpoint.h"
+#include "model/quantized_checkpoint.h"
 
 #include <cstring>
 #include <filesystem>
 
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

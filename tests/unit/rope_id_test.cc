@@ -9,7 +9,7 @@
 #include "kernels/rope.h"
 #include "server/engine/engine.h"
 #include "server/engine/sampler.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

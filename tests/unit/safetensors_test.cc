@@ -1,4 +1,4 @@
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 
 #include <cstring>
 

@@ -3,7 +3,7 @@
 #include <future>
 
 #include "gtest/gtest.h"
-#include "server/model/model.h"
+#include "model/model.h"
 #include "server/scheduler/output_text.h"
 #include "tests/support/fixtures.h"
 

@@ -1,9 +1,9 @@
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 
 #include <random>
 
 #include "gtest/gtest.h"
-#include "server/model/utf8.h"
+#include "model/utf8.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

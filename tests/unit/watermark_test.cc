@@ -11,8 +11,8 @@
 
 #include "adapters/watermark_vault.h"
 #include "gtest/gtest.h"
-#include "server/model/model_config.h"
-#include "server/model/safetensors.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
 #include "tests/support/fixtures.h"
 
 namespace tessera {

@@ -2,8 +2,8 @@
 // named by model.safetensors.index.json, or every *.safetensors present.
 //
 // Thread safety: immutable after Open.
-#ifndef TESSERA_SERVER_MODEL_CHECKPOINT_H_
-#define TESSERA_SERVER_MODEL_CHECKPOINT_H_
+#ifndef TESSERA_MODEL_CHECKPOINT_H_
+#define TESSERA_MODEL_CHECKPOINT_H_
 
 #include <map>
 #include <memory>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/model/safetensors.h"
+#include "model/safetensors.h"
 
 namespace tessera {
 
@@ -35,4 +35,4 @@ class Checkpoint {
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_CHECKPOINT_H_
+#endif  // TESSERA_MODEL_CHECKPOINT_H_

@@ -7,8 +7,8 @@
 //         q = clamp(round_half_even(W / scale), -8, 7).
 //   A zero scale is replaced by 1. Dequantized weight: q * scale (fp32).
 // Embeddings, lm_head and norms are never quantized.
-#ifndef TESSERA_SERVER_MODEL_QUANTIZER_H_
-#define TESSERA_SERVER_MODEL_QUANTIZER_H_
+#ifndef TESSERA_MODEL_QUANTIZER_H_
+#define TESSERA_MODEL_QUANTIZER_H_
 
 #include <cstdint>
 #include <string>
@@ -38,4 +38,4 @@ void QuantizeRowInt4(const float* w, int64_t in, int32_t group, uint8_t* packed,
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_QUANTIZER_H_
+#endif  // TESSERA_MODEL_QUANTIZER_H_

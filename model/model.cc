@@ -1,4 +1,4 @@
-#include "server/model/model.h"
+#include "model/model.h"
 
 #include <cmath>
 #include <filesystem>
@@ -10,8 +10,8 @@
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/thread_pool.h"
-#include "server/model/checkpoint.h"
-#include "server/model/quantized_checkpoint.h"
+#include "model/checkpoint.h"
+#include "model/quantized_checkpoint.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
@@ -152,6 +152,19 @@ int64_t VectorBytes(const std::vector<float>& v) { return static_cast<int64_t>(v
 
 }  // namespace
 
+LinearWeights& LayerWeights::linear(LinearModule m) {
+  switch (m) {
+    case LinearModule::kQ: return q_proj;
+    case LinearModule::kK: return k_proj;
+    case LinearModule::kV: return v_proj;
+    case LinearModule::kO: return o_proj;
+    case LinearModule::kGate: return gate_proj;
+    case LinearModule::kUp: return up_proj;
+    case LinearModule::kDown: return down_proj;
+  }
+  return q_proj;
+}
+
 int64_t LinearWeights::bytes() const {
   return VectorBytes(weight) + static_cast<int64_t>(qweight.size()) + VectorBytes(scales) + VectorBytes(bias);
 }
@@ -183,8 +196,6 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModelUnguarded(const std::string& dir
   model->quant = options.quant;
   const ModelConfig& c = model->config;
   const int64_t hidden = c.hidden_size;
-  const int64_t q_out = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
-  const int64_t kv_out = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
 
   ThreadPool pool(options.num_threads > 0 ? options.num_threads
                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -201,16 +212,11 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModelUnguarded(const std::string& dir
     const std::string p = absl::StrCat("model.layers.", i, ".");
     TESSERA_RETURN_IF_ERROR(r.Read(p + "input_layernorm.weight", {hidden}, &L.input_norm));
     TESSERA_RETURN_IF_ERROR(r.Read(p + "post_attention_layernorm.weight", {hidden}, &L.post_attention_norm));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.q_proj", q_out, hidden, c.attention_bias, &L.q_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.k_proj", kv_out, hidden, c.attention_bias, &L.k_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.v_proj", kv_out, hidden, c.attention_bias, &L.v_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "self_attn.o_proj", hidden, q_out, false, &L.o_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.gate_proj", c.intermediate_size, hidden, false, &L.gate_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.up_proj", c.intermediate_size, hidden, false, &L.up_proj));
-    TESSERA_RETURN_IF_ERROR(r.ReadLinear(p + "mlp.down_proj", hidden, c.intermediate_size, false, &L.down_proj));
     weight_bytes += VectorBytes(L.input_norm) + VectorBytes(L.post_attention_norm);
-    for (const LinearWeights* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
-      weight_bytes += w->bytes();
+    for (const LinearModule m : kLinearModules) {
+      const auto [out, in] = BaseLinearShape(c, m);
+      TESSERA_RETURN_IF_ERROR(r.ReadLinear(LinearModulePrefix(i, m), out, in, BaseLinearHasBias(c, m), &L.linear(m)));
+      weight_bytes += L.linear(m).bytes();
     }
     spdlog::debug("loaded layer {}/{}", i + 1, c.num_hidden_layers);
   }

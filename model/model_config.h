@@ -1,6 +1,6 @@
 // The subset of an HF config.json that a Llama-family decoder needs.
-#ifndef TESSERA_SERVER_MODEL_MODEL_CONFIG_H_
-#define TESSERA_SERVER_MODEL_MODEL_CONFIG_H_
+#ifndef TESSERA_MODEL_MODEL_CONFIG_H_
+#define TESSERA_MODEL_MODEL_CONFIG_H_
 
 #include <cstdint>
 #include <optional>
@@ -65,4 +65,4 @@ std::vector<float> ComputeRopeInvFreq(const ModelConfig& config);
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_MODEL_CONFIG_H_
+#endif  // TESSERA_MODEL_MODEL_CONFIG_H_

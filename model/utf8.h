@@ -3,8 +3,8 @@
 // Invalid input becomes U+FFFD, one per maximal ill-formed subpart (the
 // Unicode "best practice" that Python's bytes.decode(errors="replace") and
 // HF tokenizers follow), so streamed text equals the whole-buffer decode.
-#ifndef TESSERA_SERVER_MODEL_UTF8_H_
-#define TESSERA_SERVER_MODEL_UTF8_H_
+#ifndef TESSERA_MODEL_UTF8_H_
+#define TESSERA_MODEL_UTF8_H_
 
 #include <string>
 #include <string_view>
@@ -36,4 +36,4 @@ class Utf8StreamDecoder {
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_UTF8_H_
+#endif  // TESSERA_MODEL_UTF8_H_

@@ -1,4 +1,4 @@
-#include "server/model/model_config.h"
+#include "model/model_config.h"
 
 #include <cmath>
 #include <fstream>
@@ -6,8 +6,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/json_util.h"
 #include "absl/strings/str_join.h"
+#include "common/json_util.h"
+#include "kernels/supported_shapes.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera {
@@ -186,12 +187,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text, c
   } catch (const json::exception& e) {
     return fail(absl::StrCat("unexpected value type: ", e.what()));
   }
-  if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0) {
-    return fail(absl::StrCat("num_attention_heads (", c.num_attention_heads,
-                             ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")"));
-  }
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 256) {
-    return fail(absl::StrCat("head_dim ", c.head_dim, " must be even and at most 256"));
+  if (absl::Status s = CheckAttentionShapes(c.num_attention_heads, c.num_key_value_heads, c.head_dim); !s.ok()) {
+    return fail(std::string(s.message()));
   }
   return c;
 }

@@ -10,15 +10,15 @@
 //              kernels/linear.h), P.scales F32 [out] or [out, ceil(in/group)],
 //   P.bias     F32 [out] where the architecture has one;
 // embeddings, norms and lm_head are F32.
-#ifndef TESSERA_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_
-#define TESSERA_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_
+#ifndef TESSERA_MODEL_QUANTIZED_CHECKPOINT_H_
+#define TESSERA_MODEL_QUANTIZED_CHECKPOINT_H_
 
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/model/quantizer.h"
+#include "model/quantizer.h"
 
 namespace tessera {
 
@@ -42,4 +42,4 @@ absl::Status WriteQuantizedCheckpoint(const Model& model, const std::string& out
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_
+#endif  // TESSERA_MODEL_QUANTIZED_CHECKPOINT_H_

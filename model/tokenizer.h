@@ -9,8 +9,8 @@
 //
 // Thread safety: immutable after construction; Encode and Decode may be called
 // from any thread.
-#ifndef TESSERA_SERVER_MODEL_TOKENIZER_H_
-#define TESSERA_SERVER_MODEL_TOKENIZER_H_
+#ifndef TESSERA_MODEL_TOKENIZER_H_
+#define TESSERA_MODEL_TOKENIZER_H_
 
 #include <array>
 #include <cstdint>
@@ -97,4 +97,4 @@ class Tokenizer {
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_TOKENIZER_H_
+#endif  // TESSERA_MODEL_TOKENIZER_H_

@@ -1,4 +1,4 @@
-#include "server/model/utf8.h"
+#include "model/utf8.h"
 
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-#include "server/model/checkpoint.h"
+#include "model/checkpoint.h"
 
 #include <filesystem>
 #include <fstream>

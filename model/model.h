@@ -3,8 +3,8 @@
 // embeddings, lm_head and norms stay fp32.
 //
 // Thread safety: immutable after LoadModel; shared read-only by engines.
-#ifndef TESSERA_SERVER_MODEL_MODEL_H_
-#define TESSERA_SERVER_MODEL_MODEL_H_
+#ifndef TESSERA_MODEL_MODEL_H_
+#define TESSERA_MODEL_MODEL_H_
 
 #include <memory>
 #include <string>
@@ -12,9 +12,10 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/linear.h"
-#include "server/model/model_config.h"
-#include "server/model/quantizer.h"
-#include "server/model/safetensors.h"
+#include "model/linear_modules.h"
+#include "model/model_config.h"
+#include "model/quantizer.h"
+#include "model/safetensors.h"
 
 namespace tessera {
 
@@ -39,6 +40,9 @@ struct LayerWeights {
   std::vector<float> post_attention_norm;  // [hidden]
   LinearWeights q_proj, k_proj, v_proj, o_proj;
   LinearWeights gate_proj, up_proj, down_proj;
+
+  LinearWeights& linear(LinearModule m);
+  const LinearWeights& linear(LinearModule m) const { return const_cast<LayerWeights*>(this)->linear(m); }
 };
 
 struct LoadOptions {
@@ -80,4 +84,4 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const L
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_MODEL_H_
+#endif  // TESSERA_MODEL_MODEL_H_

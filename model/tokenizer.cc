@@ -1,4 +1,4 @@
-#include "server/model/tokenizer.h"
+#include "model/tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -15,7 +15,7 @@
 #include "common/exception_guard.h"
 #include "common/json_util.h"
 #include "nlohmann/json.hpp"
-#include "server/model/utf8.h"
+#include "model/utf8.h"
 
 namespace tessera {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/model/quantized_checkpoint.h"
+#include "model/quantized_checkpoint.h"
 
 #include <cmath>
 #include <cstring>
@@ -9,8 +9,8 @@
 #include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "server/model/model.h"
-#include "server/model/safetensors.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 namespace tessera {
 
@@ -94,13 +94,7 @@ absl::Status WriteQuantizedCheckpoint(const Model& model, const std::string& out
     const std::string p = absl::StrCat("model.layers.", i, ".");
     AddFloat(p + "input_layernorm.weight", L.input_norm, {c.hidden_size}, &tensors);
     AddFloat(p + "post_attention_layernorm.weight", L.post_attention_norm, {c.hidden_size}, &tensors);
-    AddLinear(p + "self_attn.q_proj", L.q_proj, &tensors);
-    AddLinear(p + "self_attn.k_proj", L.k_proj, &tensors);
-    AddLinear(p + "self_attn.v_proj", L.v_proj, &tensors);
-    AddLinear(p + "self_attn.o_proj", L.o_proj, &tensors);
-    AddLinear(p + "mlp.gate_proj", L.gate_proj, &tensors);
-    AddLinear(p + "mlp.up_proj", L.up_proj, &tensors);
-    AddLinear(p + "mlp.down_proj", L.down_proj, &tensors);
+    for (const LinearModule m : kLinearModules) AddLinear(LinearModulePrefix(i, m), L.linear(m), &tensors);
   }
   AddFloat("model.norm.weight", model.final_norm, {c.hidden_size}, &tensors);
   if (!model.lm_head.empty()) AddFloat("lm_head.weight", model.lm_head, {c.vocab_size, c.hidden_size}, &tensors);

@@ -4,8 +4,8 @@
 //
 // Thread safety: a SafetensorsFile is immutable after Open and may be read from
 // any thread.
-#ifndef TESSERA_SERVER_MODEL_SAFETENSORS_H_
-#define TESSERA_SERVER_MODEL_SAFETENSORS_H_
+#ifndef TESSERA_MODEL_SAFETENSORS_H_
+#define TESSERA_MODEL_SAFETENSORS_H_
 
 #include <cstdint>
 #include <cstdio>
@@ -120,4 +120,4 @@ uint16_t FloatToF16(float f);  // round to nearest even; overflow to inf
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_MODEL_SAFETENSORS_H_
+#endif  // TESSERA_MODEL_SAFETENSORS_H_

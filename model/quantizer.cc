@@ -1,4 +1,4 @@
-#include "server/model/quantizer.h"
+#include "model/quantizer.h"
 
 #include <algorithm>
 #include <cmath>
