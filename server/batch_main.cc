@@ -21,7 +21,7 @@
 #include "common/json_util.h"
 #include "common/process_memory.h"
 #include "nlohmann/json.hpp"
-#include "server/serving_flags.h"
+#include "server/serving/serving_flags.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, input, "", "input JSONL file");

@@ -25,7 +25,7 @@
 #include "server/api/ownership_service.h"
 #include "server/api/server_metrics.h"
 #include "server/api/tenants.h"
-#include "server/serving_flags.h"
+#include "server/serving/serving_flags.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free port");

@@ -11,7 +11,7 @@
 #include "common/flags.h"
 #include "model/model.h"
 #include "model/quantized_checkpoint.h"
-#include "server/serving_flags.h"
+#include "server/serving/serving_flags.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, output, "", "folder to create");

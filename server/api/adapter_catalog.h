@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/api/tenants.h"
-#include "server/serving_stack.h"
+#include "server/serving/serving_stack.h"
 #include "tessera/v1/adapters.pb.h"
 
 namespace tessera {

@@ -24,7 +24,7 @@
 
 #include "grpcpp/support/server_interceptor.h"
 #include "server/api/metrics.h"
-#include "server/serving_stack.h"
+#include "server/serving/serving_stack.h"
 
 namespace tessera {
 

@@ -2,7 +2,7 @@
 // UploadSession on a real serving stack and store (tiny fixture model, store
 // in a scratch folder); a committed adapter is deleted again.
 #include "server/api/upload_session.h"
-#include "server/serving_stack.h"
+#include "server/serving/serving_stack.h"
 #include "spdlog/spdlog.h"
 #include "tests/fuzz/fuzz_util.h"
 

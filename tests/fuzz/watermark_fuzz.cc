@@ -1,7 +1,7 @@
 // Watermark credentials: the passport (part 1) and the raw factors (the
 // rest), parsed and validated (pseudo-inverses, Cholesky factors). The null
 // distribution of valid credentials is left out: it is fixed arithmetic on
-// validated shapes (tests/unit/watermark_test.cc covers it) and would cost a
+// validated shapes (tests/adapters/watermark_test.cc covers it) and would cost a
 // thousand trials per input.
 #include "adapters/watermark.h"
 #include "tests/fuzz/fuzz_util.h"

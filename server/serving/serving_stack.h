@@ -1,8 +1,8 @@
 // The model, tokenizer, engine and scheduler of one process, built from a
 // model folder. Shared by tessera-server and tessera-batch so both load,
 // validate and schedule in exactly the same way.
-#ifndef TESSERA_SERVER_SERVING_STACK_H_
-#define TESSERA_SERVER_SERVING_STACK_H_
+#ifndef TESSERA_SERVER_SERVING_SERVING_STACK_H_
+#define TESSERA_SERVER_SERVING_SERVING_STACK_H_
 
 #include <memory>
 #include <string>
@@ -85,4 +85,4 @@ std::vector<int32_t> CollectEosIds(const Model& model, const Tokenizer& tokenize
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_SERVING_STACK_H_
+#endif  // TESSERA_SERVER_SERVING_SERVING_STACK_H_

@@ -1,4 +1,4 @@
-#include "server/serving_flags.h"
+#include "server/serving/serving_flags.h"
 
 #include <cstdint>
 #include <string>

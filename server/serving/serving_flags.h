@@ -1,10 +1,10 @@
 // Command-line flags that shape the serving stack (model, engine, scheduler,
 // quantization), shared by tessera-server and tessera-batch.
-#ifndef TESSERA_SERVER_SERVING_FLAGS_H_
-#define TESSERA_SERVER_SERVING_FLAGS_H_
+#ifndef TESSERA_SERVER_SERVING_SERVING_FLAGS_H_
+#define TESSERA_SERVER_SERVING_SERVING_FLAGS_H_
 
 #include "absl/status/statusor.h"
-#include "server/serving_stack.h"
+#include "server/serving/serving_stack.h"
 
 namespace tessera {
 
@@ -16,4 +16,4 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags();
 
 }  // namespace tessera
 
-#endif  // TESSERA_SERVER_SERVING_FLAGS_H_
+#endif  // TESSERA_SERVER_SERVING_SERVING_FLAGS_H_

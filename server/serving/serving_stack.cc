@@ -1,4 +1,4 @@
-#include "server/serving_stack.h"
+#include "server/serving/serving_stack.h"
 
 #include <algorithm>
 #include <filesystem>
