@@ -20,6 +20,7 @@
 #include "kernels/cpu/vector_isa.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/engine.h"
+#include "server/scheduler/kv_block_manager.h"
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "spdlog/spdlog.h"
@@ -120,8 +121,11 @@ int Run() {
   auto time_steps = [&](std::vector<int32_t> slots) -> absl::StatusOr<double> {
     std::sort(slots.begin(), slots.end());
     std::vector<std::vector<int32_t>> blocks;
-    for (int i = 0; i < batch; ++i)
-      blocks.push_back(*(*engine)->kv_cache().Allocate((*engine)->kv_cache().BlocksFor(prompt + steps + 1)));
+    KvBlockManager kv((*engine)->plan_limits().num_blocks, (*engine)->plan_limits().block_size);
+    for (int i = 0; i < batch; ++i) {
+      if (absl::Status s = kv.Append(i, kv.BlocksFor(prompt + steps + 1)); !s.ok()) return s;
+      blocks.emplace_back(kv.Table(i).begin(), kv.Table(i).end());
+    }
     auto plan_for = [&](int32_t kv_len, int32_t len) {
       BatchPlan p;
       for (int i = 0; i < batch; ++i) {
@@ -149,7 +153,6 @@ int Run() {
       if (absl::Status s = (*engine)->Step(p, &logits, adapter_slots); !s.ok()) return s;
       ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     }
-    for (auto& b : blocks) (*engine)->kv_cache().Free(b);
     return Median(ms);
   };
 

@@ -19,6 +19,7 @@
 #include "kernels/cpu/vector_isa.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/engine.h"
+#include "server/scheduler/kv_block_manager.h"
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "spdlog/spdlog.h"
@@ -51,15 +52,16 @@ int64_t Parameters(const ModelConfig& c) {
 absl::StatusOr<double> DecodeTokensPerSecond(Engine& engine, int prompt_tokens, int decode_tokens) {
   const ModelConfig& c = engine.model().config;
   const int32_t total = prompt_tokens + decode_tokens;
-  auto blocks = engine.kv_cache().Allocate(engine.kv_cache().BlocksFor(total));
-  if (!blocks.ok()) return blocks.status();
+  KvBlockManager kv(engine.plan_limits().num_blocks, engine.plan_limits().block_size);
+  if (absl::Status s = kv.Append(1, kv.BlocksFor(total)); !s.ok()) return s;
+  const std::vector<int32_t> blocks(kv.Table(1).begin(), kv.Table(1).end());
   std::vector<float> logits;
   BatchPlan plan;
   for (int i = 0; i < prompt_tokens; ++i) {
     plan.token_ids.push_back(5 + i % 200);
     plan.positions.push_back(i);
   }
-  plan.sequences.push_back({0, prompt_tokens, 0, *blocks, true});
+  plan.sequences.push_back({0, prompt_tokens, 0, blocks, true});
   if (absl::Status s = engine.Step(plan, &logits); !s.ok()) return s;
   int32_t kv_len = prompt_tokens;
   const absl::Time start = absl::Now();
@@ -67,12 +69,11 @@ absl::StatusOr<double> DecodeTokensPerSecond(Engine& engine, int prompt_tokens, 
     BatchPlan d;
     d.token_ids = {ArgMax(logits.data(), c.vocab_size)};
     d.positions = {kv_len};
-    d.sequences.push_back({0, 1, kv_len, *blocks, true});
+    d.sequences.push_back({0, 1, kv_len, blocks, true});
     if (absl::Status s = engine.Step(d, &logits); !s.ok()) return s;
     ++kv_len;
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  engine.kv_cache().Free(*blocks);
   return decode_tokens / secs;
 }
 

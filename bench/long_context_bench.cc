@@ -23,6 +23,7 @@
 #include "kernels/cpu/vector_isa.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/engine.h"
+#include "server/scheduler/kv_block_manager.h"
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "spdlog/spdlog.h"
@@ -73,8 +74,9 @@ int Run() {
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
   std::printf("%9s %16s %15s %10s\n", "context", "prefill tok/s", "decode tok/s", "KV MiB");
   for (int64_t context : contexts) {
-    auto blocks = (*engine)->kv_cache().Allocate((*engine)->kv_cache().BlocksFor(context + 8));
-    if (!blocks.ok()) return Fail(std::string(blocks.status().message()));
+    KvBlockManager kv((*engine)->plan_limits().num_blocks, (*engine)->plan_limits().block_size);
+    if (absl::Status s = kv.Append(1, kv.BlocksFor(context + 8)); !s.ok()) return Fail(std::string(s.message()));
+    const std::vector<int32_t> blocks(kv.Table(1).begin(), kv.Table(1).end());
     std::vector<float> logits;
     BatchPlan prefill;
     const int32_t start = static_cast<int32_t>(context - chunk);
@@ -82,7 +84,7 @@ int Run() {
       prefill.token_ids.push_back(10 + i % 400);
       prefill.positions.push_back(start + i);
     }
-    prefill.sequences.push_back({0, chunk, start, *blocks, true});
+    prefill.sequences.push_back({0, chunk, start, blocks, true});
     absl::Time t0 = absl::Now();
     if (absl::Status s = (*engine)->Step(prefill, &logits); !s.ok()) return Fail(std::string(s.message()));
     const double prefill_tps = chunk / absl::ToDoubleSeconds(absl::Now() - t0);
@@ -91,7 +93,7 @@ int Run() {
       BatchPlan d;
       d.token_ids = {ArgMax(logits.data(), (*model)->config.vocab_size)};
       d.positions = {static_cast<int32_t>(context + step)};
-      d.sequences.push_back({0, 1, static_cast<int32_t>(context + step), *blocks, true});
+      d.sequences.push_back({0, 1, static_cast<int32_t>(context + step), blocks, true});
       t0 = absl::Now();
       if (absl::Status s = (*engine)->Step(d, &logits); !s.ok()) return Fail(std::string(s.message()));
       decode_s.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
@@ -106,7 +108,6 @@ int Run() {
                        {"prefill_tokens_per_s", prefill_tps},
                        {"decode_tokens_per_s_median", decode_tps},
                        {"kv_cache_mib", kv_mib}});
-    (*engine)->kv_cache().Free(*blocks);
   }
   nlohmann::ordered_json doc = {{"benchmark", "cpu_long_context"},
                                 {"version", Version()},

@@ -30,21 +30,25 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const
   if (blocks > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat("KV cache of ", options.kv_cache_tokens, " tokens is too large"));
   }
-  std::unique_ptr<Engine> engine(new Engine(model, options, static_cast<int32_t>(blocks)));
+  const ModelConfig& c = model.config;
+  KvShape shape{c.num_hidden_layers, static_cast<int32_t>(blocks), options.kv_block_size, c.num_key_value_heads,
+                c.head_dim, options.kv_dtype};
+  TESSERA_ASSIGN_OR_RETURN(KvStorage kv, KvStorage::Create(shape, HostAllocator()));
+  std::unique_ptr<Engine> engine(new Engine(model, options, std::move(kv)));
   TESSERA_RETURN_IF_ERROR(engine->AllocateArena());
   return engine;
 }
 
-Engine::Engine(const Model& model, const EngineOptions& options, int32_t num_blocks)
+Engine::Engine(const Model& model, const EngineOptions& options, KvStorage kv)
     : model_(model),
       ops_(options.ops != nullptr ? *options.ops : CpuOps()),
       max_tokens_(options.max_step_tokens),
       max_seqs_(options.max_seqs > 0 ? std::min(options.max_seqs, options.max_step_tokens)
                                      : options.max_step_tokens),
       pool_(options.num_threads),
-      kv_cache_(model.config.num_hidden_layers, num_blocks, options.kv_block_size,
-                model.config.num_key_value_heads, model.config.head_dim),
-      builder_(PlanLimits{max_tokens_, max_seqs_, model.config.vocab_size, num_blocks, options.kv_block_size}),
+      kv_(std::move(kv)),
+      builder_(PlanLimits{max_tokens_, max_seqs_, model.config.vocab_size, kv_.shape().num_blocks,
+                          kv_.shape().block_size}),
       lora_slots_(max_seqs_),
       diablo_slots_(max_seqs_),
       road_slots_(max_seqs_) {
@@ -136,11 +140,11 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits, Ada
 absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan, AdapterSlots adapters) {
   const ModelConfig& c = model_.config;
   if (plan.num_tokens < 1 || plan.num_tokens > max_tokens_ || plan.num_seqs < 1 || plan.num_seqs > max_seqs_ ||
-      plan.num_logit_rows > plan.num_seqs || plan.block_size != kv_cache_.block_size()) {
+      plan.num_logit_rows > plan.num_seqs || plan.block_size != kv_.shape().block_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "plan of ", plan.num_tokens, " rows, ", plan.num_seqs, " sequences and ", plan.num_logit_rows,
         " logit rows in blocks of ", plan.block_size, " does not fit this engine (", max_tokens_, " rows, ",
-        max_seqs_, " sequences, blocks of ", kv_cache_.block_size(), ")"));
+        max_seqs_, " sequences, blocks of ", kv_.shape().block_size, ")"));
   }
   if (adapters.size() > lora_slots_.size()) {
     return absl::InvalidArgumentError(
@@ -187,17 +191,19 @@ absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan, Adapt
     KvCacheWriteArgs kvw;
     kvw.k = k_;
     kvw.v = v_;
-    kvw.k_cache = kv_cache_.k(l);
-    kvw.v_cache = kv_cache_.v(l);
+    kvw.k_cache = kv_.k(l);
+    kvw.v_cache = kv_.v(l);
+    kvw.dtype = kv_.shape().dtype;
     kvw.plan = &plan;
-    kvw.num_blocks = kv_cache_.num_blocks();
+    kvw.num_blocks = kv_.shape().num_blocks;
     kvw.num_kv_heads = c.num_key_value_heads;
     kvw.head_dim = c.head_dim;
     TESSERA_RETURN_IF_ERROR(ops_.kv_write(kvw, ctx_));
     AttentionArgs at;
     at.q = q_;
-    at.k_cache = kv_cache_.k(l);
-    at.v_cache = kv_cache_.v(l);
+    at.k_cache = kv_.k(l);
+    at.v_cache = kv_.v(l);
+    at.dtype = kv_.shape().dtype;
     at.out = attn_;
     at.plan = &plan;
     at.num_q_heads = c.num_attention_heads;

@@ -21,7 +21,7 @@
 #include "kernels/ops.h"
 #include "kernels/plan_builder.h"
 #include "kernels/plan_view.h"
-#include "server/engine/kv_cache.h"
+#include "server/engine/kv_storage.h"
 #include "model/model.h"
 
 namespace tessera {
@@ -30,6 +30,7 @@ struct EngineOptions {
   int num_threads = 1;
   int32_t kv_block_size = 16;
   int64_t kv_cache_tokens = 0;  // total cache capacity in tokens; > 0
+  DType kv_dtype = DType::kF32;  // what the backend's attention supports (CPU: f32)
   // Rows per step (prompt chunk plus decode rows): sizes the activation
   // arena. Sequences per step (and so logit rows) are at most max_seqs, 0
   // meaning max_step_tokens.
@@ -61,14 +62,16 @@ class Engine {
   // vocab]. Fails before touching the cache on a malformed plan.
   absl::Status Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters = {});
 
+  // Rows, sequences, vocabulary and KV pages a plan may use; the scheduler's
+  // PlanBuilder and KvBlockManager are sized from these.
   PlanLimits plan_limits() const;
-  KvCache& kv_cache() { return kv_cache_; }
+  const KvStorage& kv_storage() const { return kv_; }
   const Model& model() const { return model_; }
   const OpTable& ops() const { return ops_; }
   int num_threads() const { return pool_.num_threads(); }
 
  private:
-  Engine(const Model& model, const EngineOptions& options, int32_t num_blocks);
+  Engine(const Model& model, const EngineOptions& options, KvStorage kv);
   absl::Status AllocateArena();
   // y = x·Wᵀ (+ bias), then each adapter segment's update for this layer and
   // module: low-rank (LoRA, SEAL), then block-diagonal (DiaBlo), then
@@ -82,7 +85,7 @@ class Engine {
   const int32_t max_seqs_;
   ThreadPool pool_;
   ExecContext ctx_;
-  KvCache kv_cache_;
+  KvStorage kv_;
   PlanBuilder builder_;           // for Step(BatchPlan)
   std::vector<AdapterOp> slot_ops_;  // for Step(BatchPlan), grown there
   AdapterSlots adapters_;         // of the step running

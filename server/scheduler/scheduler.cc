@@ -54,7 +54,6 @@ struct ScheduledRequest {
   uint64_t seed = 0;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<OutputText> output;
-  std::vector<int32_t> blocks;
   int32_t kv_len = 0;
   std::vector<int32_t> generated;
   std::string text;
@@ -82,6 +81,7 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, std::vector<int
                                                  : engine->model().config.max_position_embeddings),
       vocab_size_(engine->model().config.vocab_size),
       wake_(std::make_shared<RequestHandle::Wake>()),
+      kv_(engine->plan_limits().num_blocks, engine->plan_limits().block_size),
       builder_(engine->plan_limits()) {
   if (adapters_) {
     // A finished load or a released pin may let a queued request in.
@@ -110,7 +110,7 @@ Scheduler::Stats Scheduler::stats() const {
     s.queued = static_cast<int32_t>(wake_->queue.size());
     s.running = wake_->running;
   }
-  s.kv_blocks_total = engine_->kv_cache().num_blocks();
+  s.kv_blocks_total = kv_.num_blocks();
   s.kv_blocks_used = kv_blocks_used_.load();
   s.preemptions = preemptions_.load();
   return s;
@@ -185,11 +185,11 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   }
   const int32_t prompt = static_cast<int32_t>(params.prompt_ids.size());
   r->max_new = std::min(params.max_new_tokens, context_length_ - prompt);
-  const int32_t blocks = engine_->kv_cache().BlocksFor(prompt + r->max_new);
-  if (blocks > engine_->kv_cache().num_blocks()) {
+  const int32_t blocks = kv_.BlocksFor(prompt + r->max_new);
+  if (blocks > kv_.num_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request needs ", prompt + r->max_new, " KV cache tokens but the cache holds ",
-        static_cast<int64_t>(engine_->kv_cache().num_blocks()) * engine_->kv_cache().block_size(),
+        static_cast<int64_t>(kv_.num_blocks()) * kv_.block_size(),
         "; raise --kv_cache_tokens or send a shorter request"));
   }
   r->seed = params.seed ? *params.seed
@@ -291,7 +291,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     done->emplace_back(std::move(*it), std::move(status));
     it = queue.erase(it);
   }
-  KvCache& kv = engine_->kv_cache();
+  KvBlockManager& kv = kv_;
   std::vector<const Request*> skip;  // waiting for their adapter
   while (static_cast<int32_t>(running_.size()) < options_.max_batch_size) {
     auto it = NextCandidate(skip);
@@ -314,7 +314,10 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
       }
       r.adapter = *std::move(pin);
     }
-    r.blocks = *kv.Allocate(need, r.arrival);
+    if (absl::Status s = kv.Append(r.arrival, need); !s.ok()) {  // cannot happen: need <= free_blocks()
+      spdlog::error("KV cache: {}", s.ToString());
+      break;
+    }
     if (!r.started()) {  // first admission (not a preempted request coming back)
       r.scheduled = now;
       ChargeTenant(r.params.tenant, static_cast<double>(r.params.prompt_ids.size()) + r.max_new);
@@ -327,7 +330,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
   // keep the floor so a returning tenant starts level with the others.
   if (queue.empty() && running_.empty()) served_tokens_.clear();
   wake_->running = static_cast<int32_t>(running_.size());
-  kv_blocks_used_.store(kv.num_blocks() - kv.free_blocks());
+  kv_blocks_used_.store(kv.used_blocks());
 }
 
 void Scheduler::Loop() {
@@ -410,7 +413,7 @@ void Scheduler::AssignPrefillChunks() {
 }
 
 bool Scheduler::GrowBlocks() {
-  KvCache& kv = engine_->kv_cache();
+  KvBlockManager& kv = kv_;
   // Oldest first, so that the youngest are the ones preempted.
   std::vector<Request*> order;
   for (auto& r : running_) order.push_back(r.get());
@@ -421,31 +424,28 @@ bool Scheduler::GrowBlocks() {
     const int32_t rows = r->prefilling() ? r->chunk : 1;
     if (rows == 0) continue;
     const int32_t need =
-        kv.BlocksFor(static_cast<int64_t>(r->kv_len) + rows) - static_cast<int32_t>(r->blocks.size());
+        kv.BlocksFor(static_cast<int64_t>(r->kv_len) + rows) - static_cast<int32_t>(kv.Table(r->arrival).size());
     while (need > kv.free_blocks()) {
       // Preempt by recompute: the youngest running request gives its blocks
       // back and returns to the queue to prefill prompt + generated again.
       Request* victim = nullptr;
       for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        if (std::find(preempted.begin(), preempted.end(), *it) == preempted.end() && !(*it)->blocks.empty()) {
+        if (std::find(preempted.begin(), preempted.end(), *it) == preempted.end() && kv.Holds((*it)->arrival)) {
           victim = *it;
           break;
         }
       }
       if (victim == nullptr) break;
       preempted.push_back(victim);
-      kv.Free(victim->blocks, victim->arrival);
-      victim->blocks.clear();
+      kv.Release(victim->arrival);
       if (victim == r) break;
     }
     if (std::find(preempted.begin(), preempted.end(), r) != preempted.end()) continue;
     if (need > 0) {
-      absl::StatusOr<std::vector<int32_t>> more = kv.Allocate(need, r->arrival);
-      if (!more.ok()) {  // cannot happen: a lone request always fits (checked in Submit)
+      if (!kv.Append(r->arrival, need).ok()) {  // cannot happen: a lone request always fits (checked in Submit)
         spdlog::error("KV cache exhausted with nothing left to preempt");
         return false;
       }
-      r->blocks.insert(r->blocks.end(), more->begin(), more->end());
     }
   }
   if (preempted.empty()) return false;
@@ -484,7 +484,7 @@ void Scheduler::RunStep() {
   do {
     AssignPrefillChunks();
   } while (GrowBlocks());
-  kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
+  kv_blocks_used_.store(kv_.used_blocks());
   const bool any_rows = std::any_of(running_.begin(), running_.end(),
                                     [](const auto& r) { return !r->prefilling() || r->chunk > 0; });
   if (!any_rows) return;
@@ -511,7 +511,8 @@ void Scheduler::RunStep() {
     SequencePlan sp;
     sp.query_begin = plan.num_tokens();
     sp.kv_len = r->kv_len;
-    sp.block_table = r->blocks;
+    const absl::Span<const int32_t> table = kv_.Table(r->arrival);
+    sp.block_table.assign(table.begin(), table.end());
     if (r->prefilling()) {
       const auto& ids = r->replay;
       plan.token_ids.insert(plan.token_ids.end(), ids.begin() + r->prompt_done,
@@ -599,10 +600,9 @@ void Scheduler::RunStep() {
 
 void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status status) {
   retry_admission_ = true;  // its KV blocks and batch slot may let a queued request in
-  if (!r.blocks.empty()) {
-    engine_->kv_cache().Free(r.blocks, r.arrival);
-    r.blocks.clear();
-    kv_blocks_used_.store(engine_->kv_cache().num_blocks() - engine_->kv_cache().free_blocks());
+  if (kv_.Holds(r.arrival)) {
+    kv_.Release(r.arrival);
+    kv_blocks_used_.store(kv_.used_blocks());
   }
   r.adapter.reset();  // releases the pin
   if (reason == FinishReason::kCancelled) r.text += r.output->Flush();

@@ -30,6 +30,7 @@
 #include "common/mutex.h"
 #include "adapters/adapter_cache.h"
 #include "server/engine/engine.h"
+#include "server/scheduler/kv_block_manager.h"
 #include "model/tokenizer.h"
 #include "server/scheduler/generation.h"
 
@@ -183,6 +184,8 @@ class Scheduler {
 
   // Owned by the scheduler thread.
   std::vector<std::unique_ptr<Request>> running_;
+  // KV pages: read-only fields (num_blocks, block_size) are immutable.
+  KvBlockManager kv_;
   PlanBuilder builder_;  // flattens each step's BatchPlan for the engine
   std::vector<AdapterOp> slot_ops_;  // op family of each step_adapters_ entry
   std::map<std::string, double> served_tokens_;  // per tenant, for fairness

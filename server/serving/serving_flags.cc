@@ -17,9 +17,9 @@ ABSL_FLAG(int, max_new_tokens_limit, 0, "largest max_new_tokens a request may as
 ABSL_FLAG(int64_t, kv_cache_tokens, 0, "KV cache capacity in tokens; 0: from --kv-cache-bytes");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0,
           "KV cache capacity in bytes, when --kv-cache-tokens is 0; 0: see --kv-cache-memory-fraction");
-ABSL_FLAG(double, kv_cache_memory_fraction, 0,
+ABSL_FLAG(double, kv_cache_memory_fraction, 0.3,
           "KV cache capacity as this fraction of the memory available after loading the model, when "
-          "--kv-cache-tokens and --kv-cache-bytes are 0; 0: max_batch_size full contexts");
+          "--kv-cache-tokens and --kv-cache-bytes are 0 (never more than max_batch_size full contexts)");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV cache block");
 ABSL_FLAG(int, max_step_tokens, 512, "tokens per engine step; longer prompts are prefilled in chunks");
 ABSL_FLAG(
@@ -48,9 +48,9 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
   so.kv_cache_tokens = absl::GetFlag(FLAGS_kv_cache_tokens);
   so.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   so.kv_cache_memory_fraction = absl::GetFlag(FLAGS_kv_cache_memory_fraction);
-  if (so.kv_cache_bytes < 0 || so.kv_cache_memory_fraction < 0 || so.kv_cache_memory_fraction > 0.95) {
+  if (so.kv_cache_bytes < 0 || !(so.kv_cache_memory_fraction > 0) || so.kv_cache_memory_fraction > 0.95) {
     return absl::InvalidArgumentError(
-        "--kv-cache-bytes must be >= 0 and --kv-cache-memory-fraction in [0, 0.95]");
+        "--kv-cache-bytes must be >= 0 and --kv-cache-memory-fraction in (0, 0.95]");
   }
   so.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   so.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);

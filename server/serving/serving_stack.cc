@@ -125,15 +125,31 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
                                      static_cast<int64_t>(sizeof(float));
   int64_t kv_tokens = o.kv_cache_tokens;
   int64_t kv_bytes = o.kv_cache_bytes;
-  if (kv_tokens <= 0 && kv_bytes <= 0 && o.kv_cache_memory_fraction > 0) {
+  // More than max_batch_size full contexts is never used.
+  const int64_t useful_tokens = std::max<int64_t>(1, o.max_batch_size) * std::max<int64_t>(context, 1);
+  if (kv_tokens <= 0 && kv_bytes <= 0) {
+    if (o.kv_cache_memory_fraction <= 0 || o.kv_cache_memory_fraction > 0.95) {
+      return absl::InvalidArgumentError("--kv-cache-memory-fraction must be in (0, 0.95]");
+    }
     const int64_t available = AvailableMemoryBytes();
     if (available <= 0) {
       return absl::FailedPreconditionError(
-          "--kv-cache-memory-fraction: cannot read MemAvailable from /proc/meminfo; use --kv-cache-bytes");
+          "--kv-cache-memory-fraction: cannot read MemAvailable from /proc/meminfo; set --kv-cache-tokens or "
+          "--kv-cache-bytes");
     }
-    kv_bytes = static_cast<int64_t>(o.kv_cache_memory_fraction * static_cast<double>(available));
-    spdlog::info("KV cache: {:.2f} of {:.0f} MiB available = {:.0f} MiB", o.kv_cache_memory_fraction,
-                 available / 1048576.0, kv_bytes / 1048576.0);
+    const int64_t share = static_cast<int64_t>(o.kv_cache_memory_fraction * static_cast<double>(available));
+    const int64_t tokens = share / kv_bytes_per_token;
+    if (tokens < context) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the KV cache cannot hold one full context: ", o.kv_cache_memory_fraction, " of the ",
+          available / 1048576, " MiB available after loading is ", share / 1048576, " MiB = ", tokens,
+          " tokens, and a context of ", context, " tokens needs ", context * kv_bytes_per_token / 1048576,
+          " MiB; lower --max-context, raise --kv-cache-memory-fraction, or set --kv-cache-tokens"));
+    }
+    kv_tokens = std::min(tokens, useful_tokens);
+    spdlog::info("KV cache: {} tokens ({:.0f} MiB): {} of {:.0f} MiB available{}", kv_tokens,
+                 kv_tokens * kv_bytes_per_token / 1048576.0, o.kv_cache_memory_fraction, available / 1048576.0,
+                 kv_tokens == useful_tokens ? ", capped at --max-batch-size full contexts" : "");
   }
   if (kv_tokens <= 0 && kv_bytes > 0) {
     kv_tokens = kv_bytes / kv_bytes_per_token;
@@ -143,7 +159,6 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
                                                      kv_bytes_per_token, " bytes with this model"));
     }
   }
-  if (kv_tokens <= 0) kv_tokens = std::max<int64_t>(int64_t{o.max_batch_size} * trained, context);
   if (c.rope_id && o.max_context == 0) {
     context = kv_tokens;
     stack->context_limit_reason =

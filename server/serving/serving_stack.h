@@ -29,7 +29,9 @@ struct ServingOptions {
   int32_t max_new_tokens_limit = 0;     // 0: the context length
   int64_t kv_cache_tokens = 0;          // 0: see kv_cache_bytes
   int64_t kv_cache_bytes = 0;           // used when kv_cache_tokens is 0; 0: see the fraction
-  double kv_cache_memory_fraction = 0;  // of MemAvailable after loading; 0: max_batch_size full contexts
+  // Of MemAvailable after loading, when neither of the two above is set;
+  // capped at max_batch_size full contexts.
+  double kv_cache_memory_fraction = 0.3;
   int32_t kv_block_size = 16;
   int32_t max_step_tokens = 512;
   absl::Duration testing_step_delay = absl::ZeroDuration();  // see SchedulerOptions

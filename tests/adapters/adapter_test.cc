@@ -12,6 +12,7 @@
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace tessera {
 namespace {
@@ -82,7 +83,8 @@ class AdapterTest : public ::testing::Test {
   // Prompt p with adapter (or none): last-position logits and 16 greedy tokens.
   static std::pair<std::vector<float>, std::vector<int32_t>> Run(Engine& engine, int p,
                                                                  const std::string& adapter) {
-    std::vector<int32_t> blocks = *engine.kv_cache().Allocate(engine.kv_cache().BlocksFor(64));
+    testing::KvPages pages(engine);
+    std::vector<int32_t> blocks = *pages.Take(64);
     std::vector<float> logits, first;
     std::vector<int32_t> greedy;
     int32_t kv_len = 0;
@@ -97,7 +99,6 @@ class AdapterTest : public ::testing::Test {
       if (step == 0) first = logits;
       greedy.push_back(ArgMax(logits.data(), 512));
     }
-    engine.kv_cache().Free(blocks);
     return {first, greedy};
   }
 
@@ -148,9 +149,10 @@ TEST_F(AdapterTest, MixedBatchIsOneStepAndEveryRowMatchesItsSingleRequest) {
   ASSERT_EQ(rows.size(), 12u);
   BatchPlan plan;
   std::vector<std::vector<int32_t>> blocks;
+  testing::KvPages pages(*engine);
   for (const auto& row : rows) {
     std::vector<int32_t> ids = PromptIds(row["prompt"].get<int>());
-    blocks.push_back(*engine->kv_cache().Allocate(engine->kv_cache().BlocksFor(64)));
+    blocks.push_back(*pages.Take(64));
     const int32_t begin = plan.num_tokens();
     plan.sequences.push_back({begin, static_cast<int32_t>(ids.size()), 0, blocks.back(), true});
     plan.token_ids.insert(plan.token_ids.end(), ids.begin(), ids.end());

@@ -10,6 +10,7 @@
 #include "server/engine/engine.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -74,7 +75,8 @@ TEST(EngineAllocTest, StepAllocatesNothingAfterCreate) {
   // Eight sequences; sequence i uses adapter slot i % 5 (4 = the base model).
   constexpr int kSeqs = 8;
   std::vector<std::vector<int32_t>> blocks;
-  for (int i = 0; i < kSeqs; ++i) blocks.push_back(*(*engine)->kv_cache().Allocate(8, i));
+  testing::KvPages pages(**engine);
+  for (int i = 0; i < kSeqs; ++i) blocks.push_back(*pages.Take(8 * 16));
   std::vector<int32_t> kv_len(kSeqs, 0);
   // The plans are built before counting: the scheduler's BatchPlan is not
   // the engine's business.

@@ -1,5 +1,7 @@
 // CPU engine parity with the HF transformers references in the fixtures.
 #include <cstring>
+#include <map>
+#include <memory>
 #include <numeric>
 
 #include "gtest/gtest.h"
@@ -7,6 +9,7 @@
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace tessera {
 namespace {
@@ -46,8 +49,16 @@ class EngineParityTest : public ::testing::Test {
     int32_t kv_len = 0;
   };
 
+  testing::KvPages& Pages(const Engine& engine) {
+    auto& p = pages_[&engine];
+    if (!p) p = std::make_unique<testing::KvPages>(engine);
+    return *p;
+  }
+  void TearDown() override { pages_.clear(); }
+  std::map<const Engine*, std::unique_ptr<testing::KvPages>> pages_;
+
   Seq NewSeq(Engine& engine, int32_t capacity) {
-    auto blocks = engine.kv_cache().Allocate(engine.kv_cache().BlocksFor(capacity));
+    auto blocks = Pages(engine).Take(capacity);
     EXPECT_TRUE(blocks.ok()) << blocks.status();
     return {*blocks, 0};
   }
@@ -96,7 +107,7 @@ TEST_F(EngineParityTest, LastPositionLogitsMatchFp32Reference) {
     Seq seq = NewSeq(*engine_, 64);
     std::vector<float> logits = Run(*engine_, seq, ids, Iota(ids.size()));
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base/" + std::to_string(p))), kFp32Atol) << "prompt " << p;
-    engine_->kv_cache().Free(seq.blocks);
+    Pages(*engine_).Give(seq.blocks);
   }
 }
 
@@ -112,7 +123,7 @@ TEST_F(EngineParityTest, GreedyContinuationsMatchHfGenerate) {
       if (step < 15) logits = Run(*engine_, seq, {next}, {seq.kv_len});
     }
     EXPECT_EQ(out, Greedy("base", p)) << "prompt " << p;
-    engine_->kv_cache().Free(seq.blocks);
+    Pages(*engine_).Give(seq.blocks);
   }
 }
 
@@ -130,7 +141,7 @@ TEST_F(EngineParityTest, Bf16CheckpointMatchesItsReference) {
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base_bf16w/" + std::to_string(p))), kFp32Atol);
     // And stays within bf16 tolerance of the fp32 model.
     EXPECT_LE(MaxAbsDiff(logits, ExpectedTensor("base/" + std::to_string(p))), 5e-2f);
-    engine->kv_cache().Free(seq.blocks);
+    Pages(*engine).Give(seq.blocks);
   }
 }
 
@@ -163,7 +174,7 @@ TEST_F(EngineParityTest, Fp16CheckpointStaysCloseToFp32) {
     std::vector<float> ref = ExpectedTensor("base/" + std::to_string(p));
     EXPECT_LE(MaxAbsDiff(logits, ref), 2e-2f) << p;
     EXPECT_EQ(ArgMax(logits.data(), 512), ArgMax(ref.data(), 512)) << p;
-    engine->kv_cache().Free(seq.blocks);
+    Pages(*engine).Give(seq.blocks);
   }
 }
 
@@ -259,7 +270,7 @@ TEST_F(EngineParityTest, BatchedForwardEqualsEachPromptAlone) {
     std::vector<float> row(batched.begin() + p * vocab, batched.begin() + (p + 1) * vocab);
     // Same kernels, same summation order: identical, not just close.
     EXPECT_EQ(row, alone) << "prompt " << p;
-    alone_engine->kv_cache().Free(seq.blocks);
+    Pages(*alone_engine).Give(seq.blocks);
   }
 
   // A mixed decode step: every sequence advances by one token together.

@@ -11,6 +11,7 @@
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace tessera {
 namespace {
@@ -85,7 +86,8 @@ class RopeIdModelTest : public ::testing::Test {
     eo.kv_cache_tokens = 1024;
     eo.max_step_tokens = chunk;  // the activation arena holds one chunk
     auto engine = *Engine::Create(*model_, eo);
-    std::vector<int32_t> blocks = *engine->kv_cache().Allocate(engine->kv_cache().BlocksFor(ids.size() + 16));
+    testing::KvPages pages(*engine);
+    std::vector<int32_t> blocks = *pages.Take(ids.size() + 16);
     std::vector<float> logits, first;
     std::vector<int32_t> greedy;
     int32_t kv_len = 0;

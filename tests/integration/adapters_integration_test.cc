@@ -484,6 +484,15 @@ TEST(KvCacheFlagsTest, BytesAndMemoryFractionSetTheCapacity) {
                                 testing::TinyLlamaModelDir(), "--kv-cache-bytes", "100"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("holds no token; one token needs 512 bytes"), std::string::npos) << r.output;
+  // By default: 0.3 of the memory available, never more than --max-batch-size
+  // (here 3) full contexts of 256 tokens: 3 x 16 blocks of 16.
+  auto capped = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--max-batch-size", "3"});
+  ASSERT_NE(capped, nullptr);
+  EXPECT_EQ(Metric(*capped, "tessera_kv_blocks_free"), 3 * 16);
+  auto tiny = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
+                                   testing::TinyLlamaModelDir(), "--kv-cache-memory-fraction", "1e-9"});
+  EXPECT_EQ(tiny.exit_code, 1);
+  EXPECT_NE(tiny.output.find("the KV cache cannot hold one full context"), std::string::npos) << tiny.output;
 }
 
 // --- Durability ---

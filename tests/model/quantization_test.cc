@@ -12,6 +12,7 @@
 #include "server/engine/sampler.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace tessera {
 namespace {
@@ -52,7 +53,8 @@ GenerationRun Generate(const Model& model, int prompt) {
   eo.num_threads = 2;
   eo.kv_cache_tokens = 256;
   auto engine = *Engine::Create(model, eo);
-  std::vector<int32_t> blocks = *engine->kv_cache().Allocate(engine->kv_cache().BlocksFor(128));
+  testing::KvPages pages(*engine);
+  std::vector<int32_t> blocks = *pages.Take(128);
   std::vector<int32_t> ids = PromptIds(prompt);
   GenerationRun run;
   int32_t kv_len = 0;

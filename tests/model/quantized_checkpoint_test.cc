@@ -7,6 +7,7 @@
 #include "server/engine/engine.h"
 #include "model/model.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/kv_pages.h"
 
 namespace tessera {
 namespace {
@@ -29,7 +30,8 @@ std::vector<float> PromptLogits(const Model& model, int prompt) {
   BatchPlan plan;
   plan.token_ids = ids;
   for (size_t i = 0; i < ids.size(); ++i) plan.positions.push_back(static_cast<int32_t>(i));
-  plan.sequences.push_back({0, plan.num_tokens(), 0, *engine->kv_cache().Allocate(4), true});
+  testing::KvPages pages(*engine);
+  plan.sequences.push_back({0, plan.num_tokens(), 0, *pages.Take(4 * 16), true});
   std::vector<float> logits;
   EXPECT_TRUE(engine->Step(plan, &logits).ok());
   return logits;

@@ -270,7 +270,8 @@ TEST_F(SchedulerTest, CancelAndShutdownFinishEveryRequestOnce) {
                 o.result.finish_reason == FinishReason::kLength);
   }
   // All KV blocks are back.
-  EXPECT_EQ(engine_->kv_cache().free_blocks(), engine_->kv_cache().num_blocks());
+  EXPECT_EQ(scheduler_->stats().kv_blocks_used, 0);
+  EXPECT_EQ(scheduler_->stats().kv_blocks_total, engine_->plan_limits().num_blocks);
 }
 
 TEST_F(SchedulerTest, PreemptionByRecomputeKeepsEveryRequestsTokens) {
