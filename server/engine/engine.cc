@@ -22,6 +22,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache must hold at least one token, got ", options.kv_cache_tokens));
   }
+  if (options.max_adapters < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max adapters must be >= 1, got ", options.max_adapters));
+  }
   if (options.max_step_tokens < 1 || options.max_seqs < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max step tokens must be >= 1 (got ", options.max_step_tokens,
                                                    ") and max sequences >= 0 (got ", options.max_seqs, ")"));
@@ -49,9 +52,9 @@ Engine::Engine(const Model& model, const EngineOptions& options, KvStorage kv)
       kv_(std::move(kv)),
       builder_(PlanLimits{max_tokens_, max_seqs_, model.config.vocab_size, kv_.shape().num_blocks,
                           kv_.shape().block_size}),
-      lora_slots_(max_seqs_),
-      diablo_slots_(max_seqs_),
-      road_slots_(max_seqs_) {
+      lora_slots_(options.max_adapters),
+      diablo_slots_(options.max_adapters),
+      road_slots_(options.max_adapters) {
   ctx_.device = ops_.device;
   ctx_.pool = &pool_;
 }
@@ -147,8 +150,8 @@ absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan, Adapt
         max_seqs_, " sequences, blocks of ", kv_.shape().block_size, ")"));
   }
   if (adapters.size() > lora_slots_.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(adapters.size(), " adapters in one step; at most ", lora_slots_.size()));
+    return absl::InvalidArgumentError(absl::StrCat("a slot table of ", adapters.size(),
+                                                   " adapters; the engine takes at most ", lora_slots_.size()));
   }
   for (int k = 0; k < kNumAdapterOps; ++k) {
     const AdapterSegments& segs = plan.segments[k];

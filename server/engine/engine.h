@@ -36,6 +36,7 @@ struct EngineOptions {
   // meaning max_step_tokens.
   int32_t max_step_tokens = 512;
   int32_t max_seqs = 0;
+  int32_t max_adapters = 1024;  // entries of the AdapterSlots table one step may pass
   const OpTable* ops = nullptr;  // null: CpuOps()
 };
 
@@ -90,7 +91,7 @@ class Engine {
   std::vector<AdapterOp> slot_ops_;  // for Step(BatchPlan), grown there
   AdapterSlots adapters_;         // of the step running
 
-  // Per-slot weights of the layer and module being run, [max_seqs_] each.
+  // Per-slot weights of the layer and module being run, [max_adapters] each.
   std::vector<LoraSlotWeights> lora_slots_;
   std::vector<DiabloSlotWeights> diablo_slots_;
   std::vector<RoadSlotWeights> road_slots_;
