@@ -7,7 +7,7 @@ namespace {
 using EmbeddingTest = OpTest;
 
 TEST_P(EmbeddingTest, CopiesTheRowOfEachId) {
-  for (const auto [vocab, dim, rows] : {std::tuple{1, 1, 1}, {7, 13, 5}, {512, 64, 33}, {1000, 127, 64}}) {
+  for (const auto& [vocab, dim, rows] : {std::tuple{1, 1, 1}, {7, 13, 5}, {512, 64, 33}, {1000, 127, 64}}) {
     const std::vector<float> table = RandomVector(rng_, size_t(vocab) * dim);
     std::vector<int32_t> ids(rows);
     for (int r = 0; r < rows; ++r) ids[r] = (r * 7919 + 3) % vocab;

@@ -32,7 +32,7 @@ Weights Quantize(const std::vector<float>& w, WeightFormat f, int64_t out, int64
     for (int64_t o = 0; o < out; ++o) {
       QuantizeRowInt8(&w[o * in], in, reinterpret_cast<int8_t*>(&q.bytes[o * in]), &q.scales[o]);
       for (int64_t i = 0; i < in; ++i) {
-        q.dequantized[o * in + i] = double{static_cast<int8_t>(q.bytes[o * in + i])} * q.scales[o];
+        q.dequantized[o * in + i] = static_cast<double>(static_cast<int8_t>(q.bytes[o * in + i])) * q.scales[o];
       }
     }
     return q;
@@ -46,7 +46,7 @@ Weights Quantize(const std::vector<float>& w, WeightFormat f, int64_t out, int64
       const uint8_t b = q.bytes[o * row_bytes + i / 2];
       const int nibble = i % 2 == 0 ? (b & 0xF) : (b >> 4);
       const int v = nibble >= 8 ? nibble - 16 : nibble;
-      q.dequantized[o * in + i] = double{v} * q.scales[o * groups + i / group];
+      q.dequantized[o * in + i] = static_cast<double>(v) * q.scales[o * groups + i / group];
     }
   }
   return q;

@@ -10,7 +10,7 @@ using LoraApplyTest = OpTest;
 
 TEST_P(LoraApplyTest, EveryMixMatchesTheReference) {
   const std::vector<int32_t> ranks = {8, 1, 16, 3, 64, 4, 2, 32};
-  for (const auto [rows, in, out] : {std::tuple{1, 8, 8}, {37, 64, 96}, {64, 127, 65}, {129, 256, 33}}) {
+  for (const auto& [rows, in, out] : {std::tuple{1, 8, 8}, {37, 64, 96}, {64, 127, 65}, {129, 256, 33}}) {
     for (const AdapterMix mix : kAllMixes) {
       const int32_t slots = static_cast<int32_t>(ranks.size());
       std::vector<LoraSlotWeights> w(slots);

@@ -21,7 +21,7 @@ std::vector<double> Reference(const std::vector<float>& x, const std::vector<flo
 }
 
 TEST_P(RmsNormTest, MatchesTheReference) {
-  for (const auto [rows, dim] : {std::pair{1, 1}, {3, 7}, {17, 64}, {64, 255}, {5, 2048}}) {
+  for (const auto& [rows, dim] : {std::pair{1, 1}, {3, 7}, {17, 64}, {64, 255}, {5, 2048}}) {
     for (const double eps : {1e-6, 1e-5}) {
       std::vector<float> x = RandomVector(rng_, size_t(rows) * dim, -3, 3);
       x[0] = 0.0f;

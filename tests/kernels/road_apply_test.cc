@@ -9,7 +9,7 @@ namespace {
 using RoadApplyTest = OpTest;
 
 TEST_P(RoadApplyTest, EveryMixMatchesTheReference) {
-  for (const auto [out, group] : {std::pair{2, 2}, {64, 64}, {96, 8}, {130, 26}}) {
+  for (const auto& [out, group] : {std::pair{2, 2}, {64, 64}, {96, 8}, {130, 26}}) {
     for (const AdapterMix mix : kAllMixes) {
       const int rows = 50, slots = 6;
       std::vector<RoadSlotWeights> w(slots);

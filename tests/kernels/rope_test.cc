@@ -19,7 +19,7 @@ void ReferenceRotate(std::vector<double>& v, int64_t rows, int heads, int head_d
     for (int h = 0; h < heads; ++h) {
       double* x = &v[(r * heads + h) * head_dim];
       for (int i = 0; i < half; ++i) {
-        const double angle = double{pos[r]} * double{inv_freq[i]};
+        const double angle = static_cast<double>(pos[r]) * double{inv_freq[i]};
         const double c = std::cos(angle), s = std::sin(angle);
         const double x1 = x[i], x2 = x[i + half];
         x[i] = x1 * c - x2 * s;
@@ -128,7 +128,7 @@ TEST_P(RopeTest, RefusesOddOrOversizedHeads) {
   a.rows = 1;
   a.num_q_heads = 1;
   a.num_kv_heads = 1;
-  for (const auto [head_dim, rotary] : {std::pair{7, 0}, {512, 0}, {8, 3}, {8, 10}}) {
+  for (const auto& [head_dim, rotary] : {std::pair{7, 0}, {512, 0}, {8, 3}, {8, 10}}) {
     a.head_dim = head_dim;
     a.rotary_dims = rotary;
     EXPECT_EQ(backend().ops().rope(a, backend().ctx()).code(), absl::StatusCode::kInvalidArgument)
