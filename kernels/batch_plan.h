@@ -1,5 +1,6 @@
-// BatchPlan: the one structure that crosses every layer. The scheduler builds
-// it once per step; every backend's ops read it and decide nothing themselves.
+// BatchPlan: the scheduler's description of one step. PlanBuilder
+// (plan_builder.h) validates it and flattens it into the PlanView that the
+// engine and every backend's ops read; they decide nothing themselves.
 //
 // Layout of one step: the tokens of all sequences are flattened into rows
 // [0, num_tokens). Sequence s owns rows [query_begin, query_begin + query_len)
