@@ -47,6 +47,7 @@ class KvBlockManager {
   void Release(uint64_t seq);
 
  private:
+  friend class KvBlockManagerTestPeer;  // corrupts the books to test the CHECKs
   static constexpr uint64_t kFree = ~uint64_t{0};
 
   int32_t num_blocks_;

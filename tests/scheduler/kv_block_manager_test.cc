@@ -5,6 +5,13 @@
 #include "gtest/gtest.h"
 
 namespace tessera {
+
+class KvBlockManagerTestPeer {
+ public:
+  // Records page `b` as held by `seq`, as a stray write would.
+  static void SetOwner(KvBlockManager& kv, int32_t b, uint64_t seq) { kv.owner_[b] = seq; }
+};
+
 namespace {
 
 TEST(KvBlockManagerTest, TablesGrowByAppendingAndPagesGoBackOnRelease) {
@@ -39,6 +46,16 @@ TEST(KvBlockManagerDeathTest, ReleasingTwiceIsACheckFailure) {
   kv.Release(1);
   EXPECT_DEATH(kv.Release(1), "released but it holds none \\(double free\\)");
   EXPECT_DEATH(kv.Release(42), "double free");
+}
+
+TEST(KvBlockManagerDeathTest, APageRecordedForAnotherSequenceIsACheckFailure) {
+  KvBlockManager kv(4, 2);
+  ASSERT_TRUE(kv.Append(1, 2).ok());
+  ASSERT_TRUE(kv.Append(2, 1).ok());
+  KvBlockManagerTestPeer::SetOwner(kv, kv.Table(1)[1], 2);
+  EXPECT_DEATH(kv.Release(1), "in the table of sequence 1 is held by sequence 2");
+  KvBlockManagerTestPeer::SetOwner(kv, kv.Table(1)[1], ~uint64_t{0});
+  EXPECT_DEATH(kv.Release(1), "is already free");
 }
 
 }  // namespace
