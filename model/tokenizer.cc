@@ -11,7 +11,10 @@
 #include <queue>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "common/exception_guard.h"
 #include "common/json_util.h"
 #include "nlohmann/json.hpp"
@@ -175,17 +178,38 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
     const json& model = j.at("model");
     const std::string type = model.value("type", "BPE");
     if (type != "BPE") return fail(absl::StrCat("tokenizer model '", type, "' is not supported (only BPE)"));
+    // Normalizers: the SentencePiece family's Prepend and Replace.
     if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-      return fail(absl::StrCat("normalizer '", j["normalizer"].value("type", "?"),
-                               "' is not supported (byte-level BPE tokenizers have none)"));
+      const json& n = j["normalizer"];
+      std::vector<const json*> norms;
+      const bool sequence = n.value("type", "") == "Sequence";
+      if (sequence) {
+        for (const json& x : n.at("normalizers")) norms.push_back(&x);
+      } else {
+        norms.push_back(&n);
+      }
+      for (size_t k = 0; k < norms.size(); ++k) {
+        const json& x = *norms[k];
+        const std::string nt = x.value("type", "?");
+        const std::string where = sequence ? absl::StrCat("normalizer.normalizers[", k, "]") : "normalizer";
+        if (nt == "Prepend") {
+          t->normalize_.push_back({true, "", x.at("prepend").get<std::string>()});
+        } else if (nt == "Replace") {
+          const json& p = x.at("pattern");
+          if (!p.contains("String")) {
+            return fail(absl::StrCat(where, ": Replace with a Regex pattern is not supported (String only)"));
+          }
+          const std::string pattern = p["String"].get<std::string>();
+          if (pattern.empty()) return fail(absl::StrCat(where, ": Replace with an empty pattern"));
+          t->normalize_.push_back({false, pattern, x.at("content").get<std::string>()});
+        } else {
+          return fail(absl::StrCat(where, ": normalizer '", Excerpt(nt, 32),
+                                   "' is not supported yet (supported: Prepend, Replace, Sequence)"));
+        }
+      }
     }
-    if (model.value("byte_fallback", false)) {
-      return fail(
-          "byte_fallback BPE (SentencePiece-style) is not supported yet; use a byte-level BPE tokenizer");
-    }
-    if (!j.contains("decoder") || j["decoder"].is_null() || j["decoder"].value("type", "") != "ByteLevel") {
-      return fail("decoder must be ByteLevel (byte-level BPE); other decoders are not supported yet");
-    }
+    t->byte_fallback_ = model.value("byte_fallback", false);
+    t->fuse_unk_ = model.value("fuse_unk", false);
     for (auto& [token, id] : model.at("vocab").items()) {
       absl::StatusOr<int64_t> checked = JsonInt(id, "vocab id", 0, (1 << 24) - 1);
       if (!checked.ok()) {
@@ -297,8 +321,55 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       }
       t->pre_steps_.push_back(std::move(step));
     }
-    if (!has_byte_level)
-      return fail("pre-tokenizer has no ByteLevel stage; only byte-level BPE is supported");
+    t->byte_level_ = has_byte_level;
+    if (has_byte_level && !t->normalize_.empty()) {
+      return fail("normalizer: Prepend/Replace with a ByteLevel pre-tokenizer is not supported");
+    }
+    if (!has_byte_level && (!steps.empty() || t->normalize_.empty())) {
+      return fail(
+          "neither byte-level BPE (a ByteLevel pre-tokenizer) nor SentencePiece-style BPE (Prepend/Replace "
+          "normalizers and no pre-tokenizer); this pipeline is not supported yet");
+    }
+    // Decoders.
+    if (!j.contains("decoder") || j["decoder"].is_null()) return fail("decoder: missing");
+    {
+      const json& d = j["decoder"];
+      if (has_byte_level) {
+        if (d.value("type", "") != "ByteLevel") return fail("decoder: byte-level BPE needs the ByteLevel decoder");
+      } else {
+        std::vector<const json*> decs;
+        const bool sequence = d.value("type", "") == "Sequence";
+        if (sequence) {
+          for (const json& x : d.at("decoders")) decs.push_back(&x);
+        } else {
+          decs.push_back(&d);
+        }
+        for (size_t k = 0; k < decs.size(); ++k) {
+          const json& x = *decs[k];
+          const std::string dt = x.value("type", "?");
+          const std::string where = sequence ? absl::StrCat("decoder.decoders[", k, "]") : "decoder";
+          if (dt == "Replace") {
+            const json& p = x.at("pattern");
+            if (!p.contains("String")) return fail(absl::StrCat(where, ": Replace needs a String pattern"));
+            t->decode_replace_.push_back({p["String"].get<std::string>(), x.at("content").get<std::string>()});
+          } else if (dt == "ByteFallback") {
+            t->decode_byte_fallback_ = true;
+          } else if (dt == "Fuse") {
+            // Concatenation: what decoding does anyway.
+          } else if (dt == "Strip") {
+            absl::StatusOr<int64_t> start = JsonIntField(x, "start", 0, 0, 1);
+            absl::StatusOr<int64_t> stop = JsonIntField(x, "stop", 0, 0, 0);
+            if (x.value("content", "") != " " || !start.ok() || !stop.ok()) {
+              return fail(absl::StrCat(where, ": only Strip of at most one leading space is supported"));
+            }
+            t->strip_leading_ = static_cast<int>(*start);
+          } else {
+            return fail(absl::StrCat(where, ": decoder '", Excerpt(dt, 32),
+                                     "' is not supported yet (Replace, ByteFallback, Fuse, Strip, Sequence)"));
+          }
+        }
+      }
+    }
 
     // Special tokens from tokenizer_config.json, falling back to the
     // post-processor template for BOS.
@@ -386,6 +457,18 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
 
 absl::Status Tokenizer::EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const {
   if (text.empty()) return absl::OkStatus();
+  if (!byte_level_) {
+    // SentencePiece family: normalize, then the whole segment is one word.
+    std::string s(text);
+    for (const NormalizeOp& op : normalize_) {
+      if (op.prepend) {
+        if (!s.empty()) s.insert(0, op.content);
+      } else {
+        s = absl::StrReplaceAll(s, {{op.pattern, op.content}});
+      }
+    }
+    return Bpe(s, ids);
+  }
   std::vector<std::string> pieces;
   if (absl::Status s = PreTokenize(text, &pieces); !s.ok()) return s;
   for (const std::string& p : pieces) {
@@ -460,20 +543,46 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
     }
     if (std::optional<int32_t> r = rank_of(left)) heap.push({*r, left});
   }
-  std::vector<std::string> symbols;
-  for (int k = sym.empty() ? -1 : 0; k >= 0; k = sym[k].next) symbols.push_back(std::move(sym[k].text));
-  for (const std::string& s : symbols) {
-    auto it = vocab_.find(s);
-    if (it != vocab_.end()) {
-      ids->push_back(it->second);
-    } else if (unk_id_) {
-      ids->push_back(*unk_id_);
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokenizer: symbol '", s, "' is not in the vocabulary and there is no unk token"));
+  const size_t first = ids->size();
+  for (int k = sym.empty() ? -1 : 0; k >= 0; k = sym[k].next) {
+    // fuse_unk: an unk right after an unk of this word is the same unk.
+    const bool after_unk = ids->size() > first && unk_id_ && ids->back() == *unk_id_;
+    const size_t before = ids->size();
+    if (absl::Status s = EmitSymbol(sym[k].text, ids); !s.ok()) return s;
+    if (fuse_unk_ && after_unk && ids->size() == before + 1 && ids->back() == *unk_id_ &&
+        !vocab_.count(sym[k].text)) {
+      ids->pop_back();
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status Tokenizer::EmitSymbol(const std::string& s, std::vector<int32_t>* ids) const {
+  auto it = vocab_.find(s);
+  if (it != vocab_.end()) {
+    ids->push_back(it->second);
+    return absl::OkStatus();
+  }
+  if (byte_fallback_) {
+    const size_t before = ids->size();
+    bool all = true;
+    for (const unsigned char c : s) {
+      auto b = vocab_.find(absl::StrFormat("<0x%02X>", c));
+      if (b == vocab_.end()) {
+        all = false;
+        break;
+      }
+      ids->push_back(b->second);
+    }
+    if (all) return absl::OkStatus();
+    ids->resize(before);
+  }
+  if (unk_id_) {
+    ids->push_back(*unk_id_);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("tokenizer: symbol '", Excerpt(s), "' is not in the vocabulary and there is no unk token"));
 }
 
 std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
@@ -485,6 +594,16 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
   }
   if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return "";
   const std::string& tok = id_to_token_[id];
+  if (!byte_level_) {
+    int byte = 0;
+    if (decode_byte_fallback_ && tok.size() == 6 && tok.starts_with("<0x") && tok[5] == '>' &&
+        absl::SimpleHexAtoi(absl::string_view(tok.data() + 3, 2), &byte)) {
+      return std::string(1, static_cast<char>(byte));
+    }
+    std::string out = tok;
+    for (const auto& [pattern, content] : decode_replace_) out = absl::StrReplaceAll(out, {{pattern, content}});
+    return out;
+  }
   const ByteMap& bm = Bytes();
   std::string out;
   for (size_t i = 0; i < tok.size();) {
@@ -502,7 +621,9 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
   std::string bytes;
   for (int32_t id : ids) bytes += TokenBytes(id, skip_special);
-  return Utf8Sanitize(bytes);
+  std::string text = Utf8Sanitize(bytes);
+  for (int k = 0; k < strip_leading_ && !text.empty() && text[0] == ' '; ++k) text.erase(0, 1);
+  return text;
 }
 
 }  // namespace tessera

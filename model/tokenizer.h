@@ -1,11 +1,14 @@
-// HF tokenizer.json byte-level BPE (GPT-2, Llama-3, Qwen2 style) with the
-// special-token settings of tokenizer_config.json.
-//
-// Supported: model BPE (merges as "a b" strings or [a, b] pairs), pre-tokenizers
-// ByteLevel / Split (Regex or String, Isolated or Removed) / Sequence, decoder
-// ByteLevel, added tokens split out before pre-tokenization. Other pipelines
-// (SentencePiece Metaspace, WordPiece, normalizers) are refused by FromDir
-// with a message naming the component.
+// HF tokenizer.json BPE with the special-token settings of
+// tokenizer_config.json, in two families:
+//   byte-level (GPT-2, Llama-3): pre-tokenizers ByteLevel / Split (Regex or
+//     String, Isolated or Removed) / Sequence, decoder ByteLevel;
+//   SentencePiece-style (Llama-2, TinyLlama, Mistral-7B): normalizers
+//     Prepend / Replace (String patterns) / Sequence, no pre-tokenizer,
+//     byte_fallback (<0xNN> tokens) and fuse_unk, decoders Replace /
+//     ByteFallback / Fuse / Strip / Sequence.
+// Merges are "a b" strings or [a, b] pairs; added tokens are split out before
+// normalization. Other components are refused by FromDir with a message
+// naming the component.
 //
 // Thread safety: immutable after construction; Encode and Decode may be called
 // from any thread.
@@ -19,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -52,6 +56,9 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const { return eos_id_; }
   bool add_bos() const { return add_bos_; }
   std::optional<int32_t> TokenToId(std::string_view token) const;
+  // Spaces the decoder strips from the start of a whole decode (the
+  // SentencePiece family's Strip decoder): 0 or 1.
+  int strip_leading_spaces() const { return strip_leading_; }
   // The longest token's text in bytes (byte-level tokens count their UTF-8
   // form, an upper bound on the bytes they cover).
   size_t max_token_bytes() const { return max_token_bytes_; }
@@ -78,6 +85,9 @@ class Tokenizer {
   absl::Status EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const;
   absl::Status PreTokenize(std::string_view text, std::vector<std::string>* pieces) const;
   absl::Status Bpe(const std::string& piece, std::vector<int32_t>* ids) const;
+  // The vocabulary id of a final BPE symbol: itself, else its <0xNN> bytes
+  // (byte_fallback), else unk (fused with a preceding unk under fuse_unk).
+  absl::Status EmitSymbol(const std::string& s, std::vector<int32_t>* ids) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> id_to_token_;  // vocabulary token strings by id
@@ -93,6 +103,19 @@ class Tokenizer {
   std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
   size_t max_token_bytes_ = 1;
   bool drops_text_ = false;  // a Split pre-tokenizer with behavior Removed
+
+  // SentencePiece family (byte_level_ false).
+  bool byte_level_ = true;
+  bool byte_fallback_ = false;
+  bool fuse_unk_ = false;
+  struct NormalizeOp {
+    bool prepend = false;  // Prepend `content` (to non-empty text), else Replace
+    std::string pattern, content;
+  };
+  std::vector<NormalizeOp> normalize_;                               // in order
+  std::vector<std::pair<std::string, std::string>> decode_replace_;  // Replace decoders, in order
+  bool decode_byte_fallback_ = false;
+  int strip_leading_ = 0;
 };
 
 }  // namespace tessera

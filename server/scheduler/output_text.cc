@@ -9,7 +9,16 @@ OutputText::OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop
 
 std::string OutputText::Append(int32_t token_id) {
   if (stopped_) return "";
-  held_ += decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true));
+  std::string piece = decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true));
+  if (!started_ && !piece.empty()) {
+    // The decoder's Strip of the whole text's first space(s), as HF's
+    // decode of the generated ids does.
+    for (int k = 0; k < tokenizer_.strip_leading_spaces() && !piece.empty() && piece[0] == ' '; ++k) {
+      piece.erase(0, 1);
+    }
+    started_ = true;
+  }
+  held_ += piece;
   return Release();
 }
 

@@ -34,6 +34,7 @@ class OutputText {
   Utf8StreamDecoder decoder_;
   std::string held_;
   bool stopped_ = false;
+  bool started_ = false;  // some text has been decoded
 };
 
 }  // namespace tessera

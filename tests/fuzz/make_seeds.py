@@ -57,9 +57,17 @@ for m in tok["model"]["merges"]:
         merges.append(m)
 small["model"]["merges"] = merges
 small["added_tokens"] = [t for t in tok.get("added_tokens", []) if t["id"] < 300]
+# A SentencePiece-style tokenizer (Llama-2's pipeline) cut to its first 300
+# ids: specials, the 256 byte-fallback tokens and a few pieces.
+sp = json.loads(read(ROOT, "tests", "fixtures", "tokenizers", "llama2", "tokenizer.json"))
+sp["model"]["vocab"] = {k: v for k, v in sp["model"]["vocab"].items() if v < 300}
+sp["model"]["merges"] = [m for m in sp["model"]["merges"]
+                         if all(p in sp["model"]["vocab"] for p in (m.split(" ") if isinstance(m, str) else m))][:200]
 write("tokenizer_json", [part(read(FIX, "model", "tokenizer.json")) + read(FIX, "model", "tokenizer_config.json"),
                          part(json.dumps(small, separators=(",", ":")).encode()) +
-                         read(FIX, "model", "tokenizer_config.json")])
+                         read(FIX, "model", "tokenizer_config.json"),
+                         part(json.dumps(sp, separators=(",", ":"), ensure_ascii=False).encode()) +
+                         read(ROOT, "tests", "fixtures", "tokenizers", "llama2", "tokenizer_config.json")])
 write("request", [
     encode("tessera.v1.GenerateRequest", 'text: "Once upon a time" sampling { max_new_tokens: 4 }'),
     encode("tessera.v1.GenerateRequest",

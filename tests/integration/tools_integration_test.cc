@@ -363,5 +363,38 @@ TEST(QuantizeToolTest, PrequantizedCheckpointServesTheQuantizedReference) {
   EXPECT_NE(r.output.find("pass --quantize int4 --quant-group-size 32"), std::string::npos) << r.output;
 }
 
+TEST(BatchTest, SentencePieceModelTokenizesAsHfTokenizers) {
+  // Random weights of a small shape with Llama-2's vocabulary and tokenizer.
+  testing::TempDir dir;
+  const std::string model = dir.Join("sp-model");
+  const std::string tok = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/llama2";
+  auto g = RunCommand({BinaryPath("bench/tessera-genmodel"), "--output", model, "--hidden", "64", "--intermediate",
+                       "128", "--layers", "1", "--heads", "4", "--kv_heads", "2", "--vocab", "32000",
+                       "--max_position", "256", "--tokenizer_from", tok});
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  const json expected = json::parse(testing::ReadFileOrDie(tok + "/expected.json"));
+  std::vector<json> cases;
+  for (const json& c : expected["cases"]) {
+    const std::string text = c["text"];
+    if (text == "Hello world" || text == "Tiếng Việt có dấu" || text == "emoji🙂inside") cases.push_back(c);
+  }
+  ASSERT_EQ(cases.size(), 3u);
+  {
+    std::ofstream in(dir.Join("in.jsonl"));
+    for (size_t i = 0; i < cases.size(); ++i) {
+      in << json({{"id", i}, {"prompt", cases[i]["text"]}, {"max_new_tokens", 2}}).dump() << "\n";
+    }
+  }
+  auto r = RunCommand({BinaryPath("server/tessera-batch"), "--model", model, "--input", dir.Join("in.jsonl"),
+                       "--output", dir.Join("out.jsonl")});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+  ASSERT_EQ(out.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(out[i]["usage"]["prompt_tokens"], cases[i]["ids"].size()) << cases[i]["text"];
+    EXPECT_EQ(out[i]["token_ids"].size(), 2u);
+  }
+}
+
 }  // namespace
 }  // namespace tessera

@@ -1,0 +1,40 @@
+#include "server/scheduler/output_text.h"
+
+#include "gtest/gtest.h"
+#include "model/tokenizer.h"
+#include "tests/support/fixtures.h"
+
+namespace tessera {
+namespace {
+
+std::string Stream(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  OutputText out(tok, {});
+  std::string text;
+  for (int32_t id : ids) text += out.Append(id);
+  return text + out.Flush();
+}
+
+TEST(OutputTextTest, SentencePieceStreamsDropTheFirstSpaceAsHfDecodeDoes) {
+  auto tok = Tokenizer::FromDir(std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/llama2");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  ASSERT_EQ((*tok)->strip_leading_spaces(), 1);
+  for (const std::string text : {"Hello world", "  two leading", "Tiếng Việt có dấu", "emoji🙂inside\n"}) {
+    auto ids = (*tok)->Encode(text, /*add_special=*/true);  // with BOS: skipped when streamed
+    ASSERT_TRUE(ids.ok());
+    const std::string streamed = Stream(**tok, *ids);
+    EXPECT_EQ(streamed, (*tok)->Decode(*ids, /*skip_special=*/true)) << text;
+    EXPECT_EQ(streamed, text) << text;
+  }
+}
+
+TEST(OutputTextTest, ByteLevelStreamsKeepEveryByte) {
+  auto tok = Tokenizer::FromDir(testing::TinyLlamaModelDir());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->strip_leading_spaces(), 0);
+  auto ids = (*tok)->Encode(" Once upon a time", /*add_special=*/false);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(Stream(**tok, *ids), " Once upon a time");
+}
+
+}  // namespace
+}  // namespace tessera
