@@ -210,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
     }
     t->byte_fallback_ = model.value("byte_fallback", false);
     t->fuse_unk_ = model.value("fuse_unk", false);
+    t->ignore_merges_ = model.value("ignore_merges", false);
     for (auto& [token, id] : model.at("vocab").items()) {
       absl::StatusOr<int64_t> checked = JsonInt(id, "vocab id", 0, (1 << 24) - 1);
       if (!checked.ok()) {
@@ -496,7 +497,10 @@ absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::stri
 absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids) const {
   if (piece.empty()) return absl::OkStatus();
   auto whole = vocab_.find(piece);
-  if (whole != vocab_.end() && piece.size() <= 4) {  // single symbol fast path
+  // ignore_merges (Llama-3): a piece that is a vocabulary token is that token,
+  // whatever the merges would make of it. Otherwise a fast path for short
+  // pieces that are one token either way.
+  if (whole != vocab_.end() && (ignore_merges_ || piece.size() <= 4)) {
     ids->push_back(whole->second);
     return absl::OkStatus();
   }

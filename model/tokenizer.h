@@ -6,7 +6,8 @@
 //     Prepend / Replace (String patterns) / Sequence, no pre-tokenizer,
 //     byte_fallback (<0xNN> tokens) and fuse_unk, decoders Replace /
 //     ByteFallback / Fuse / Strip / Sequence.
-// Merges are "a b" strings or [a, b] pairs; added tokens are split out before
+// Merges are "a b" strings or [a, b] pairs, honoured or skipped for whole
+// vocabulary pieces (ignore_merges); added tokens are split out before
 // normalization. Other components are refused by FromDir with a message
 // naming the component.
 //
@@ -103,6 +104,7 @@ class Tokenizer {
   std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
   size_t max_token_bytes_ = 1;
   bool drops_text_ = false;  // a Split pre-tokenizer with behavior Removed
+  bool ignore_merges_ = false;  // a piece in the vocabulary is never split (Llama-3)
 
   // SentencePiece family (byte_level_ false).
   bool byte_level_ = true;
