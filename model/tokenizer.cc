@@ -2,8 +2,10 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <utf8proc.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -192,8 +194,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
         const json& x = *norms[k];
         const std::string nt = x.value("type", "?");
         const std::string where = sequence ? absl::StrCat("normalizer.normalizers[", k, "]") : "normalizer";
+        using K = NormalizeOp::Kind;
         if (nt == "Prepend") {
-          t->normalize_.push_back({true, "", x.at("prepend").get<std::string>()});
+          t->normalize_.push_back({K::kPrepend, "", x.at("prepend").get<std::string>()});
+        } else if (nt == "NFC" || nt == "NFD" || nt == "NFKC" || nt == "NFKD") {
+          t->normalize_.push_back({nt == "NFC" ? K::kNfc : nt == "NFD" ? K::kNfd : nt == "NFKC" ? K::kNfkc : K::kNfkd});
         } else if (nt == "Replace") {
           const json& p = x.at("pattern");
           if (!p.contains("String")) {
@@ -201,10 +206,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           }
           const std::string pattern = p["String"].get<std::string>();
           if (pattern.empty()) return fail(absl::StrCat(where, ": Replace with an empty pattern"));
-          t->normalize_.push_back({false, pattern, x.at("content").get<std::string>()});
+          t->normalize_.push_back({K::kReplace, pattern, x.at("content").get<std::string>()});
         } else {
           return fail(absl::StrCat(where, ": normalizer '", Excerpt(nt, 32),
-                                   "' is not supported yet (supported: Prepend, Replace, Sequence)"));
+                                   "' is not supported yet (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace, "
+                                   "Sequence)"));
         }
       }
     }
@@ -323,10 +329,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       t->pre_steps_.push_back(std::move(step));
     }
     t->byte_level_ = has_byte_level;
-    if (has_byte_level && !t->normalize_.empty()) {
+    const bool sentencepiece_normalizer =
+        std::any_of(t->normalize_.begin(), t->normalize_.end(), [](const NormalizeOp& op) {
+          return op.kind == NormalizeOp::Kind::kPrepend || op.kind == NormalizeOp::Kind::kReplace;
+        });
+    if (has_byte_level && sentencepiece_normalizer) {
       return fail("normalizer: Prepend/Replace with a ByteLevel pre-tokenizer is not supported");
     }
-    if (!has_byte_level && (!steps.empty() || t->normalize_.empty())) {
+    if (!has_byte_level && (!steps.empty() || !sentencepiece_normalizer)) {
       return fail(
           "neither byte-level BPE (a ByteLevel pre-tokenizer) nor SentencePiece-style BPE (Prepend/Replace "
           "normalizers and no pre-tokenizer); this pipeline is not supported yet");
@@ -458,24 +468,48 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
 
 absl::Status Tokenizer::EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const {
   if (text.empty()) return absl::OkStatus();
-  if (!byte_level_) {
-    // SentencePiece family: normalize, then the whole segment is one word.
-    std::string s(text);
-    for (const NormalizeOp& op : normalize_) {
-      if (op.prepend) {
-        if (!s.empty()) s.insert(0, op.content);
-      } else {
-        s = absl::StrReplaceAll(s, {{op.pattern, op.content}});
-      }
-    }
-    return Bpe(s, ids);
-  }
+  absl::StatusOr<std::string> normalized = Normalize(text);
+  if (!normalized.ok()) return normalized.status();
+  // SentencePiece family: the whole normalized segment is one word.
+  if (!byte_level_) return Bpe(*normalized, ids);
   std::vector<std::string> pieces;
-  if (absl::Status s = PreTokenize(text, &pieces); !s.ok()) return s;
+  if (absl::Status s = PreTokenize(*normalized, &pieces); !s.ok()) return s;
   for (const std::string& p : pieces) {
     if (absl::Status s = Bpe(p, ids); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Tokenizer::Normalize(std::string_view text) const {
+  std::string s(text);
+  for (const NormalizeOp& op : normalize_) {
+    using K = NormalizeOp::Kind;
+    switch (op.kind) {
+      case K::kPrepend:
+        if (!s.empty()) s.insert(0, op.content);
+        break;
+      case K::kReplace:
+        s = absl::StrReplaceAll(s, {{op.pattern, op.content}});
+        break;
+      default: {
+        const int options = UTF8PROC_STABLE |
+                            (op.kind == K::kNfc || op.kind == K::kNfkc ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
+                            (op.kind == K::kNfkc || op.kind == K::kNfkd ? UTF8PROC_COMPAT : 0);
+        utf8proc_uint8_t* out = nullptr;
+        const utf8proc_ssize_t n =
+            utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                         &out, static_cast<utf8proc_option_t>(options));
+        if (n < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tokenizer: Unicode normalization failed: ", utf8proc_errmsg(n)));
+        }
+        s.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+        std::free(out);
+        break;
+      }
+    }
+  }
+  return s;
 }
 
 absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::string>* pieces) const {

@@ -2,10 +2,11 @@
 // tokenizer_config.json, in two families:
 //   byte-level (GPT-2, Llama-3): pre-tokenizers ByteLevel / Split (Regex or
 //     String, Isolated or Removed) / Sequence, decoder ByteLevel;
-//   SentencePiece-style (Llama-2, TinyLlama, Mistral-7B): normalizers
-//     Prepend / Replace (String patterns) / Sequence, no pre-tokenizer,
+//   SentencePiece-style (Llama-2, TinyLlama): normalizers Prepend / Replace
+//     (String patterns) / Sequence, no pre-tokenizer,
 //     byte_fallback (<0xNN> tokens) and fuse_unk, decoders Replace /
 //     ByteFallback / Fuse / Strip / Sequence.
+// Either family may normalize with NFC, NFD, NFKC or NFKD (utf8proc).
 // Merges are "a b" strings or [a, b] pairs, honoured or skipped for whole
 // vocabulary pieces (ignore_merges); added tokens are split out before
 // normalization. Other components are refused by FromDir with a message
@@ -111,9 +112,11 @@ class Tokenizer {
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
   struct NormalizeOp {
-    bool prepend = false;  // Prepend `content` (to non-empty text), else Replace
-    std::string pattern, content;
+    enum class Kind { kPrepend, kReplace, kNfc, kNfd, kNfkc, kNfkd } kind;
+    std::string pattern, content;  // kPrepend: content; kReplace: pattern -> content
   };
+  // Applies normalize_ to one segment between added tokens.
+  absl::StatusOr<std::string> Normalize(std::string_view text) const;
   std::vector<NormalizeOp> normalize_;                               // in order
   std::vector<std::pair<std::string, std::string>> decode_replace_;  // Replace decoders, in order
   bool decode_byte_fallback_ = false;
