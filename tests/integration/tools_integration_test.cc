@@ -396,5 +396,36 @@ TEST(BatchTest, SentencePieceModelTokenizesAsHfTokenizers) {
   }
 }
 
+TEST(TokenizeToolTest, WritesHfIdsPerLineAndAnErrorForABadLine) {
+  for (const std::string name : {"llama2", "llama3"}) {
+    const std::string tok = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + name;
+    const json expected = json::parse(testing::ReadFileOrDie(tok + "/expected.json"));
+    testing::TempDir dir;
+    std::vector<json> cases;
+    {
+      std::ofstream in(dir.Join("in.jsonl"));
+      for (size_t i = 0; i < expected["cases"].size(); i += 20) {
+        cases.push_back(expected["cases"][i]);
+        in << json({{"text", cases.back()["text"]}}).dump() << "\n";
+      }
+      in << "{\"text\": 5}\n";
+      in << json({{"ids", cases[0]["ids"]}}).dump() << "\n";
+    }
+    auto r = RunCommand({"/bin/sh", "-c",
+                         BinaryPath("server/tessera-tokenize") + " --tokenizer " + tok +
+                             " --add-special-tokens --decode --skip-special-tokens < " + dir.Join("in.jsonl") + " > " +
+                             dir.Join("out.jsonl")});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<json> out = ReadJsonLines(dir.Join("out.jsonl"));
+    ASSERT_EQ(out.size(), cases.size() + 2) << name;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ(out[i]["ids"], cases[i]["ids"]) << name << ": " << cases[i]["text"];
+      EXPECT_EQ(out[i]["decoded"], cases[i]["decoded_skip_special"]) << name << ": " << cases[i]["text"];
+    }
+    EXPECT_NE(out[cases.size()]["error"].get<std::string>().find("expected {\"text\""), std::string::npos);
+    EXPECT_EQ(out[cases.size() + 1]["text"], cases[0]["decoded_skip_special"]);
+  }
+}
+
 }  // namespace
 }  // namespace tessera
