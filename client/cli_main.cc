@@ -19,6 +19,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,9 +55,10 @@ ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(bool, stream, false, "print text as it is generated");
 ABSL_FLAG(int, max_new_tokens, 16, "tokens to generate");
-ABSL_FLAG(double, temperature, 0.0, "0 is greedy");
-ABSL_FLAG(int, top_k, 0, "0 disables top-k");
-ABSL_FLAG(double, top_p, 1.0, "nucleus mass in (0, 1]");
+ABSL_FLAG(std::optional<double>, temperature, std::nullopt,
+          "0 is greedy; unset: the server's default for the model (see `tessera info`)");
+ABSL_FLAG(std::optional<int>, top_k, std::nullopt, "0 disables top-k; unset: the server's default");
+ABSL_FLAG(std::optional<double>, top_p, std::nullopt, "nucleus mass in (0, 1]; unset: the server's default");
 ABSL_FLAG(int64_t, seed, -1, "sampling seed; -1 lets the server choose (and report) one");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "comma-separated stop strings");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
@@ -262,9 +264,11 @@ int Generate(TesseraClient& client) {
   req.set_text(absl::GetFlag(FLAGS_prompt));
   v1::SamplingParams* s = req.mutable_sampling();
   s->set_max_new_tokens(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_max_new_tokens))));
-  s->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
-  s->set_top_k(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_top_k))));
-  s->set_top_p(static_cast<float>(absl::GetFlag(FLAGS_top_p)));
+  // Unset on the command line: the server's default (the model's
+  // generation_config.json, else greedy).
+  if (const std::optional<double> t = absl::GetFlag(FLAGS_temperature)) s->set_temperature(static_cast<float>(*t));
+  if (const std::optional<int> k = absl::GetFlag(FLAGS_top_k)) s->set_top_k(static_cast<uint32_t>(std::max(0, *k)));
+  if (const std::optional<double> p = absl::GetFlag(FLAGS_top_p)) s->set_top_p(static_cast<float>(*p));
   if (absl::GetFlag(FLAGS_seed) >= 0) s->set_seed(static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)));
   for (const std::string& stop : absl::GetFlag(FLAGS_stop)) req.mutable_stopping()->add_stop(stop);
   req.mutable_stopping()->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
@@ -314,6 +318,9 @@ int Info(TesseraClient& client) {
             << "vocab size:     " << r->vocab_size() << "\n"
             << "max batch size: " << r->max_batch_size() << "\n"
             << "backend:        " << r->backend() << "\n"
+            << "sampling:       temperature " << r->generation_defaults().temperature() << ", top_k "
+            << r->generation_defaults().top_k() << ", top_p " << r->generation_defaults().top_p() << " ("
+            << r->generation_defaults().source() << ") for requests that leave them unset\n"
             << "adapter kinds:  " << (r->adapter_kinds().empty() ? "(none)" : "");
   for (int i = 0; i < r->adapter_kinds_size(); ++i) std::cout << (i ? ", " : "") << r->adapter_kinds(i);
   std::cout << "\nadapters:       " << (r->loaded_adapters().empty() ? "(none)" : "");

@@ -39,7 +39,7 @@ struct Line {
   GenerationParams params;
 };
 
-absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, Line* line) {
+absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, const GenerationDefaults& defaults, Line* line) {
   if (!j.is_object()) return absl::InvalidArgumentError("line is not a JSON object");
   static const char* kKnown[] = {"id",         "prompt",  "prompt_ids",   "max_new_tokens", "temperature",
                                  "top_k",      "top_p",   "seed",         "stop",           "stop_token_ids",
@@ -68,9 +68,9 @@ absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, Line* line) {
       p.prompt_ids = j["prompt_ids"].get<std::vector<int32_t>>();
     }
     p.max_new_tokens = j.value("max_new_tokens", 16);
-    p.temperature = j.value("temperature", 0.0f);
-    p.top_k = j.value("top_k", 0);
-    p.top_p = j.value("top_p", 1.0f);
+    p.temperature = j.value("temperature", defaults.temperature);
+    p.top_k = j.value("top_k", defaults.top_k);
+    p.top_p = j.value("top_p", defaults.top_p);
     if (j.contains("seed")) {
       if (!j["seed"].is_number_unsigned()) return absl::InvalidArgumentError("'seed' must be a non-negative integer");
       p.seed = j["seed"].get<uint64_t>();
@@ -121,7 +121,7 @@ int Run() {
     const json& j = *parsed;
     Line line;
     line.number = number;
-    if (absl::Status s = ParseLine(j, *(*stack)->tokenizer, &line); !s.ok()) {
+    if (absl::Status s = ParseLine(j, *(*stack)->tokenizer, (*stack)->generation_defaults, &line); !s.ok()) {
       return Fail(absl::StrCat(input, ":", number, ": ", s.message()));
     }
     if (!line.params.adapter_id.empty()) {

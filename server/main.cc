@@ -224,6 +224,7 @@ int Run() {
   inference_limits.request.context_length = (*stack)->context_length;
   inference_limits.request.max_stop_strings = absl::GetFlag(FLAGS_max_stop_strings);
   inference_limits.request.max_stop_string_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes);
+  inference_limits.request.defaults = (*stack)->generation_defaults;
   inference_limits.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
   inference_limits.max_requests_total = absl::GetFlag(FLAGS_max_requests_total);
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,

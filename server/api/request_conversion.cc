@@ -65,9 +65,10 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
   } else {
     p.max_new_tokens = kDefaultMaxNewTokens;
   }
-  p.temperature = s.temperature();
-  p.top_k = static_cast<int32_t>(std::min<uint32_t>(s.top_k(), std::numeric_limits<int32_t>::max()));
-  p.top_p = s.has_top_p() ? s.top_p() : 1.0f;
+  p.temperature = s.has_temperature() ? s.temperature() : limits.defaults.temperature;
+  p.top_k = s.has_top_k() ? static_cast<int32_t>(std::min<uint32_t>(s.top_k(), std::numeric_limits<int32_t>::max()))
+                          : limits.defaults.top_k;
+  p.top_p = s.has_top_p() ? s.top_p() : limits.defaults.top_p;
   if (s.has_seed()) p.seed = s.seed();
   p.stop_strings.assign(req.stopping().stop().begin(), req.stopping().stop().end());
   p.stop_token_ids.assign(req.stopping().stop_token_ids().begin(), req.stopping().stop_token_ids().end());

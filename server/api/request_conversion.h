@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/status.h"
+#include "model/generation_config.h"
 #include "model/tokenizer.h"
 #include "server/scheduler/generation.h"
 #include "tessera/v1/inference.pb.h"
@@ -22,6 +23,7 @@ struct RequestLimits {
   int64_t context_length = 0;          // tokens; 0: not checked here (Scheduler::Submit checks)
   int32_t max_stop_strings = 16;       // --max-stop-strings
   int32_t max_stop_string_bytes = 256;  // --max-stop-string-bytes
+  GenerationDefaults defaults;          // for unset sampling fields
 };
 
 // Checks the limits, tokenizes text prompts (after checking that the text

@@ -65,6 +65,9 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromDir(o.model_dir);
   if (!tok.ok()) return tok.status();
   stack->tokenizer = *std::move(tok);
+  absl::StatusOr<GenerationDefaults> defaults = ReadGenerationDefaults(o.model_dir);
+  if (!defaults.ok()) return defaults.status();
+  stack->generation_defaults = *std::move(defaults);
   const ModelConfig& c = stack->model->config;
   if (stack->tokenizer->vocab_size() > c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -247,6 +250,11 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_weight_bytes(model->stats.weight_bytes);
   info.set_load_peak_rss_bytes(model->stats.peak_rss_bytes);
   info.set_backend("cpu");
+  v1::GenerationDefaults* d = info.mutable_generation_defaults();
+  d->set_temperature(generation_defaults.temperature);
+  d->set_top_k(static_cast<uint32_t>(generation_defaults.top_k));
+  d->set_top_p(generation_defaults.top_p);
+  d->set_source(generation_defaults.source);
   return info;
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/adapter_cache.h"
+#include "model/generation_config.h"
 #include "adapters/adapter_registry.h"
 #include "adapters/adapter_store.h"
 #include "adapters/watermark_vault.h"
@@ -66,6 +67,8 @@ struct ServingStack {
   std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)
   int32_t context_length = 0;
   std::string context_limit_reason;
+  // What a request's unset sampling fields become (generation_config.json).
+  GenerationDefaults generation_defaults;
   AdapterLimits adapter_limits;
 
   v1::ServerInfoResponse Info() const;

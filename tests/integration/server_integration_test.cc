@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "client/tessera_client.h"
@@ -274,6 +275,58 @@ TEST(ServerLifecycleTest, SigtermLetsInFlightStreamsFinishThenExitsZero) {
   ASSERT_TRUE(code.has_value()) << "server did not exit";
   EXPECT_EQ(*code, 0) << server->Log();
   EXPECT_NE(server->Log().find("received SIGTERM"), std::string::npos);
+}
+
+TEST(GenerationDefaultsTest, GenerationConfigSetsWhatARequestLeavesUnset) {
+  testing::TempDir dir;
+  testing::CopyModelTo(dir.path());
+  testing::WriteFileOrDie(dir.Join("generation_config.json"),
+                          R"({"do_sample": true, "temperature": 0.8, "top_k": 20, "top_p": 0.9, "eos_token_id": 1})");
+  auto server = testing::ServerProcess::Start(dir.path());
+  ASSERT_NE(server, nullptr);
+  auto client = TesseraClient::Connect(server->address());
+  ASSERT_TRUE(client.ok());
+  auto info = (*client)->ServerInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_FLOAT_EQ(info->generation_defaults().temperature(), 0.8f);
+  EXPECT_EQ(info->generation_defaults().top_k(), 20u);
+  EXPECT_FLOAT_EQ(info->generation_defaults().top_p(), 0.9f);
+  EXPECT_EQ(info->generation_defaults().source(), "generation_config.json");
+
+  auto tokens = [&](std::optional<float> temperature, std::optional<uint32_t> top_k, std::optional<float> top_p) {
+    v1::GenerateRequest r;
+    for (int32_t id : PromptIds(0)) r.mutable_token_ids()->add_ids(id);
+    r.mutable_sampling()->set_max_new_tokens(16);
+    r.mutable_sampling()->set_seed(7);
+    if (temperature) r.mutable_sampling()->set_temperature(*temperature);
+    if (top_k) r.mutable_sampling()->set_top_k(*top_k);
+    if (top_p) r.mutable_sampling()->set_top_p(*top_p);
+    r.mutable_stopping()->set_ignore_eos(true);
+    auto g = (*client)->Generate(r);
+    EXPECT_TRUE(g.ok()) << g.status();
+    return g.ok() ? std::vector<int32_t>(g->token_ids().begin(), g->token_ids().end()) : std::vector<int32_t>{};
+  };
+  const std::vector<int32_t> unset = tokens(std::nullopt, std::nullopt, std::nullopt);
+  EXPECT_EQ(unset, tokens(0.8f, 20u, 0.9f));     // the defaults, spelled out
+  EXPECT_NE(unset, tokens(1.5f, 0u, 1.0f));      // not just any sampling
+  EXPECT_EQ(tokens(0.0f, std::nullopt, std::nullopt), Greedy("base", 0));  // an explicit 0 is greedy
+
+  // The bundled model has no do_sample: greedy by default.
+  auto plain = testing::ServerProcess::Start(testing::TinyLlamaModelDir());
+  ASSERT_NE(plain, nullptr);
+  auto plain_client = TesseraClient::Connect(plain->address());
+  ASSERT_TRUE(plain_client.ok());
+  auto plain_info = (*plain_client)->ServerInfo();
+  ASSERT_TRUE(plain_info.ok());
+  EXPECT_EQ(plain_info->generation_defaults().temperature(), 0.0f);
+  EXPECT_EQ(plain_info->generation_defaults().source(), "generation_config.json (do_sample false)");
+
+  // A bad value stops the server at start, naming the key.
+  testing::WriteFileOrDie(dir.Join("generation_config.json"), R"({"do_sample": true, "top_p": 2})");
+  testing::CommandResult r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth",
+                                                  "--model", dir.path(), "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'top_p' must be a number in (0, 1]"), std::string::npos) << r.output;
 }
 
 // Bad model folders stop the server at start with a message naming the file
