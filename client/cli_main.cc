@@ -28,8 +28,10 @@
 #include "absl/flags/reflection.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -52,7 +54,10 @@ ABSL_FLAG(std::string, tls_cert, "", "with --tls: client certificate (PEM) for a
 ABSL_FLAG(std::string, tls_key, "", "with --tls: the client certificate's private key (PEM)");
 ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
 // generate
-ABSL_FLAG(std::string, prompt, "", "prompt text");
+ABSL_FLAG(std::string, prompt, "", "prompt text (generate, tokenize)");
+ABSL_FLAG(bool, add_special_tokens, false, "tokenize: add the tokenizer's special tokens (BOS, ...)");
+ABSL_FLAG(std::vector<std::string>, ids, {}, "detokenize: token ids, comma-separated");
+ABSL_FLAG(bool, skip_special_tokens, false, "detokenize: leave special tokens out");
 ABSL_FLAG(bool, stream, false, "print text as it is generated");
 ABSL_FLAG(int, max_new_tokens, 16, "tokens to generate");
 ABSL_FLAG(std::optional<double>, temperature, std::nullopt,
@@ -85,6 +90,8 @@ constexpr char kUsage[] =
     "                   [--top-k K] [--top-p P] [--seed S] [--stop A,B] [--ignore-eos]\n"
     "                   [--adapter REF]\n"
     "  tessera info\n"
+    "  tessera tokenize --prompt TEXT [--add-special-tokens]\n"
+    "  tessera detokenize --ids 1,2,3 [--skip-special-tokens]\n"
     "  tessera adapters upload DIR --name NAME [--shared] [--description TEXT] [--kind KIND]\n"
     "  tessera adapters list\n"
     "  tessera adapters info REF\n"
@@ -300,6 +307,39 @@ int Generate(TesseraClient& client) {
   return 0;
 }
 
+int Tokenize(TesseraClient& client) {
+  absl::StatusOr<std::vector<int32_t>> ids =
+      client.Tokenize(absl::GetFlag(FLAGS_prompt), absl::GetFlag(FLAGS_add_special_tokens), Deadline(absl::Seconds(30)));
+  if (!ids.ok()) return Error(ids.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << nlohmann::json({{"ids", *ids}}).dump() << std::endl;
+  } else {
+    std::cout << absl::StrJoin(*ids, " ") << std::endl;
+  }
+  return 0;
+}
+
+int Detokenize(TesseraClient& client) {
+  std::vector<int32_t> ids;
+  for (const std::string& s : absl::GetFlag(FLAGS_ids)) {
+    int32_t id = 0;
+    if (!absl::SimpleAtoi(s, &id)) {
+      return Error(absl::InvalidArgumentError(absl::StrCat("--ids: '", s, "' is not a token id")));
+    }
+    ids.push_back(id);
+  }
+  absl::StatusOr<std::string> text =
+      client.Detokenize(ids, absl::GetFlag(FLAGS_skip_special_tokens), Deadline(absl::Seconds(30)));
+  if (!text.ok()) return Error(text.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << nlohmann::json({{"text", *text}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << std::endl;
+  } else {
+    std::cout << *text << std::endl;
+  }
+  return 0;
+}
+
 int Info(TesseraClient& client) {
   absl::StatusOr<v1::ServerInfoResponse> r = client.ServerInfo(Deadline(absl::Seconds(30)));
   if (!r.ok()) return Error(r.status());
@@ -487,7 +527,7 @@ int Run(const std::vector<std::string>& args) {
   }
   // Check the whole command line before connecting, so that usage errors need no server.
   std::function<int(TesseraClient&)> action;
-  if (command == "generate" || command == "info") {
+  if (command == "generate" || command == "info" || command == "tokenize" || command == "detokenize") {
     if (args.size() > 1) {
       return UsageError(absl::StrCat("unexpected argument '", args[1], "' after '", command,
                                      "' (flags start with --, e.g. --prompt TEXT)"));
@@ -495,6 +535,11 @@ int Run(const std::vector<std::string>& args) {
     if (command == "generate") {
       if (absl::GetFlag(FLAGS_prompt).empty()) return UsageError("generate needs --prompt TEXT");
       action = Generate;
+    } else if (command == "tokenize") {
+      action = Tokenize;
+    } else if (command == "detokenize") {
+      if (absl::GetFlag(FLAGS_ids).empty()) return UsageError("detokenize needs --ids 1,2,3");
+      action = Detokenize;
     } else {
       action = Info;
     }

@@ -136,6 +136,30 @@ absl::StatusOr<v1::ServerInfoResponse> TesseraClient::ServerInfo(absl::Duration 
   return response;
 }
 
+absl::StatusOr<std::vector<int32_t>> TesseraClient::Tokenize(const std::string& text, bool add_special_tokens,
+                                                             absl::Duration deadline) {
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext(deadline);
+  v1::TokenizeRequest request;
+  request.set_text(text);
+  request.set_add_special_tokens(add_special_tokens);
+  v1::TokenizeResponse response;
+  grpc::Status s = inference_->Tokenize(ctx.get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return std::vector<int32_t>(response.ids().begin(), response.ids().end());
+}
+
+absl::StatusOr<std::string> TesseraClient::Detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens,
+                                                      absl::Duration deadline) {
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext(deadline);
+  v1::DetokenizeRequest request;
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  request.set_skip_special_tokens(skip_special_tokens);
+  v1::DetokenizeResponse response;
+  grpc::Status s = inference_->Detokenize(ctx.get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response.text();
+}
+
 // --- Adapters ---
 
 absl::StatusOr<v1::AdapterInfo> TesseraClient::UploadAdapter(

@@ -59,6 +59,11 @@ class TesseraClient {
                               const std::function<void(const v1::GenerateStreamResponse&)>& on_message,
                               absl::Duration deadline = absl::Minutes(10));
   absl::StatusOr<v1::ServerInfoResponse> ServerInfo(absl::Duration deadline = absl::Seconds(30));
+  // The server model's tokenizer.
+  absl::StatusOr<std::vector<int32_t>> Tokenize(const std::string& text, bool add_special_tokens,
+                                                absl::Duration deadline = absl::Seconds(30));
+  absl::StatusOr<std::string> Detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens,
+                                         absl::Duration deadline = absl::Seconds(30));
 
   // --- Adapters ---
 

@@ -1,6 +1,7 @@
 #include "server/api/inference_service.h"
 
 #include <deque>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/exception_guard.h"
@@ -221,6 +222,25 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::Generate
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Admits the call, then runs `work` on a worker thread and finishes with its
+// status (a throw becomes InternalError).
+class WorkReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WorkReactor(const Env& env, WorkQueue* workers, const grpc::CallbackServerContext* context, const char* what,
+              std::function<absl::Status()> work) {
+    absl::StatusOr<Tenant> tenant = Admit(env, *context, &slot_);
+    if (!tenant.ok()) {
+      Finish(ToGrpcStatus(tenant.status()));
+      return;
+    }
+    workers->Post([this, what, work = std::move(work)] { Finish(ToGrpcStatus(GuardExceptions(what, work))); });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  std::unique_ptr<InflightCounter::Slot> slot_;
+};
+
 }  // namespace
 
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
@@ -248,6 +268,46 @@ grpc::ServerUnaryReactor* InferenceService::ServerInfo(grpc::CallbackServerConte
   absl::StatusOr<Tenant> tenant = AuthenticateCall(*env_.tenants, *context);
   if (tenant.ok()) *response = info_;
   return FinishUnary(context, tenant.status());
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const v1::TokenizeRequest* request,
+                                                     v1::TokenizeResponse* response) {
+  const Env& env = env_;
+  return new WorkReactor(env_, &workers_, context, "Tokenize", [&env, request, response]() -> absl::Status {
+    if (static_cast<int64_t>(request->text().size()) > env.limits.max_prompt_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("text is ", request->text().size(),
+                                                     " bytes, over the limit of ", env.limits.max_prompt_bytes,
+                                                     " (--max-prompt-bytes)"));
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = env.tokenizer->Encode(request->text(), request->add_special_tokens());
+    if (!ids.ok()) return ids.status();
+    response->mutable_ids()->Add(ids->begin(), ids->end());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* context,
+                                                       const v1::DetokenizeRequest* request,
+                                                       v1::DetokenizeResponse* response) {
+  const Env& env = env_;
+  return new WorkReactor(env_, &workers_, context, "Detokenize", [&env, request, response]() -> absl::Status {
+    const int64_t max_ids = env.limits.context_length > 0 ? env.limits.context_length : int64_t{1} << 20;
+    if (request->ids_size() > max_ids) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(request->ids_size(), " ids, more than the context length of ", max_ids));
+    }
+    const int32_t vocab = env.tokenizer->vocab_size();
+    for (const int32_t id : request->ids()) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", id, " is outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+    response->set_text(env.tokenizer->Decode({request->ids().begin(), request->ids().end()},
+                                             request->skip_special_tokens()));
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace tessera

@@ -649,6 +649,8 @@ TEST_F(TenantTest, CallsWithoutAValidKeyAreUnauthenticated) {
     EXPECT_EQ(c->Generate(GreedyRequest(0, "", 2)).status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(c->ListAdapters().status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(c->ServerInfo().status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(c->Tokenize("Once", false).status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(c->Detokenize({1, 2}, false).status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(c->UploadAdapter(FixtureAdapterDir("lora"), Meta("x")).status().code(),
               absl::StatusCode::kUnauthenticated);
   }

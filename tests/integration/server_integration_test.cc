@@ -128,6 +128,26 @@ TEST_F(ServerTest, ServerInfoDescribesTheModel) {
   EXPECT_FALSE(info->version().empty());
 }
 
+TEST_F(ServerTest, TokenizeAndDetokenizeUseTheModelsTokenizer) {
+  const std::string text = testing::Expected()["prompts"][1]["text"].get<std::string>();
+  for (const bool special : {false, true}) {
+    auto ids = client_->Tokenize(text, special);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, *tokenizer_->Encode(text, special));
+    auto back = client_->Detokenize(*ids, /*skip_special_tokens=*/true);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, text);
+  }
+  EXPECT_EQ(*client_->Tokenize(text, false), PromptIds(1));  // the fixture's HF ids
+  auto bad = client_->Detokenize({1, 512}, false);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("token id 512 is outside the vocabulary [0, 512)"), std::string::npos)
+      << bad.status();
+  auto big = client_->Tokenize(std::string((1 << 20) + 1, 'a'), false);
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(big.status().message().find("--max-prompt-bytes"), std::string::npos) << big.status();
+}
+
 TEST_F(ServerTest, HealthServiceReportsServing) {
   auto stub = grpc::health::v1::Health::NewStub(client_->channel());
   for (const char* service : {"", "tessera.v1.Inference"}) {
@@ -165,7 +185,7 @@ TEST_F(ServerTest, ReflectionListsAndDescribesTheApi) {
   ASSERT_EQ(file.service_size(), 1);
   std::vector<std::string> methods;
   for (const auto& m : file.service(0).method()) methods.push_back(m.name());
-  EXPECT_EQ(methods, (std::vector<std::string>{"Generate", "GenerateStream", "ServerInfo"}));
+  EXPECT_EQ(methods, (std::vector<std::string>{"Generate", "GenerateStream", "ServerInfo", "Tokenize", "Detokenize"}));
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
 }

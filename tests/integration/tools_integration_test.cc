@@ -41,6 +41,19 @@ TEST(CliTest, GenerateInfoAndErrors) {
   EXPECT_EQ(j["finish_reason"], "FINISH_REASON_LENGTH");
   EXPECT_EQ(j["usage"]["prompt_tokens"], 28);
 
+  // tokenize / detokenize through the server's tokenizer.
+  auto t = RunCommand({cli, "tokenize", "--server", server->address(), "--prompt", PromptText(1), "--json"});
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_EQ(json::parse(t.output)["ids"].get<std::vector<int32_t>>(), PromptIds(1));
+  std::string ids;
+  for (int32_t id : PromptIds(1)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  auto d = RunCommand({cli, "detokenize", "--server", server->address(), "--ids", ids});
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_EQ(d.output, PromptText(1) + "\n");
+  auto bad = RunCommand({cli, "detokenize", "--server", server->address(), "--ids", "1,x"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("'x' is not a token id"), std::string::npos) << bad.output;
+
   // Streaming text output equals the unary text (plus the trailing newline).
   auto plain = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(3),
                            "--max-new-tokens", "12", "--ignore-eos"});
