@@ -50,9 +50,9 @@ TEST(CliTest, GenerateInfoAndErrors) {
   auto d = RunCommand({cli, "detokenize", "--server", server->address(), "--ids", ids});
   ASSERT_EQ(d.exit_code, 0) << d.output;
   EXPECT_EQ(d.output, PromptText(1) + "\n");
-  auto bad = RunCommand({cli, "detokenize", "--server", server->address(), "--ids", "1,x"});
-  EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.output.find("'x' is not a token id"), std::string::npos) << bad.output;
+  auto bad_ids = RunCommand({cli, "detokenize", "--server", server->address(), "--ids", "1,x"});
+  EXPECT_EQ(bad_ids.exit_code, 1);
+  EXPECT_NE(bad_ids.output.find("'x' is not a token id"), std::string::npos) << bad_ids.output;
 
   // Streaming text output equals the unary text (plus the trailing newline).
   auto plain = RunCommand({cli, "generate", "--server", server->address(), "--prompt", PromptText(3),
