@@ -28,15 +28,17 @@ std::string MethodLabel(const char* method) {
 // Counts one RPC when its status is sent, or, for a call that ends without
 // sending one (the client cancelled, the deadline passed), when it is
 // destroyed: as CANCELLED or DEADLINE_EXCEEDED. A status of OK sent for a
-// call the client had already cancelled counts as CANCELLED.
+// call the client had already cancelled counts as CANCELLED. A call that ends
+// without a status near its deadline counts as DEADLINE_EXCEEDED: the client's
+// own timer fires first, and its cancellation can reach the server a little
+// before the server's copy of the deadline passes.
 class CountingInterceptor final : public grpc::experimental::Interceptor {
  public:
   CountingInterceptor(MetricsRegistry* registry, std::string rpc, grpc::ServerContextBase* context)
       : registry_(registry), rpc_(std::move(rpc)), context_(context) {}
   // Runs while the call is being torn down: uses only what Intercept saved.
   ~CountingInterceptor() override {
-    if (!counted_) Count(deadline_ <= std::chrono::system_clock::now() ? absl::StatusCode::kDeadlineExceeded
-                                                                       : absl::StatusCode::kCancelled);
+    if (!counted_) Count(AtDeadline(deadline_) ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kCancelled);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -52,10 +54,13 @@ class CountingInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
+  static bool AtDeadline(std::chrono::system_clock::time_point deadline) {
+    constexpr std::chrono::milliseconds kSlack(250);
+    return deadline != std::chrono::system_clock::time_point::max() &&
+           deadline <= std::chrono::system_clock::now() + kSlack;
+  }
   absl::StatusCode EndedWithoutStatus() const {
-    if (context_ != nullptr && context_->deadline() <= std::chrono::system_clock::now()) {
-      return absl::StatusCode::kDeadlineExceeded;
-    }
+    if (context_ != nullptr && AtDeadline(context_->deadline())) return absl::StatusCode::kDeadlineExceeded;
     return absl::StatusCode::kCancelled;
   }
   void Count(absl::StatusCode code) {

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "model/tokenizer.h"
 #include "model/utf8.h"
+#include "nlohmann/json.hpp"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
 
@@ -347,6 +348,41 @@ TEST(GenerationDefaultsTest, GenerationConfigSetsWhatARequestLeavesUnset) {
                                                   "--model", dir.path(), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("'top_p' must be a number in (0, 1]"), std::string::npos) << r.output;
+}
+
+// A server on a model folder with each real tokenizer of the parity fixtures
+// (random weights of a small shape, the tokenizer's vocabulary) starts, and
+// Tokenize / Detokenize return what HF tokenizers does.
+TEST(RealTokenizerServerTest, TokenizeReturnsHfIdsForEveryFixtureTokenizer) {
+  for (const std::string name : {"gpt2", "llama2", "llama3", "qwen2_5"}) {
+    const std::string tok_dir = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + name;
+    auto tok = Tokenizer::FromDir(tok_dir);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    testing::TempDir dir;
+    const std::string model = dir.Join("model");
+    testing::CommandResult g = testing::RunCommand(
+        {testing::BinaryPath("bench/tessera-genmodel"), "--output", model, "--hidden", "32", "--intermediate", "64",
+         "--layers", "1", "--heads", "2", "--kv_heads", "1", "--vocab", std::to_string((*tok)->vocab_size()),
+         "--max_position", "512", "--tokenizer_from", tok_dir});
+    ASSERT_EQ(g.exit_code, 0) << g.output;
+    auto server = testing::ServerProcess::Start(model);
+    ASSERT_NE(server, nullptr) << name;
+    auto client = TesseraClient::Connect(server->address());
+    ASSERT_TRUE(client.ok());
+    const nlohmann::json expected = nlohmann::json::parse(testing::ReadFileOrDie(tok_dir + "/expected.json"));
+    int checked = 0;
+    for (size_t i = 0; i < expected["cases"].size(); i += 10) {
+      const auto& c = expected["cases"][i];
+      auto ids = (*client)->Tokenize(c["text"].get<std::string>(), /*add_special_tokens=*/true);
+      ASSERT_TRUE(ids.ok()) << ids.status();
+      EXPECT_EQ(*ids, c["ids"].get<std::vector<int32_t>>()) << name << ": " << c["text"];
+      auto text = (*client)->Detokenize(c["ids"].get<std::vector<int32_t>>(), /*skip_special_tokens=*/true);
+      ASSERT_TRUE(text.ok()) << text.status();
+      EXPECT_EQ(*text, c["decoded_skip_special"].get<std::string>()) << name << ": " << c["text"];
+      ++checked;
+    }
+    EXPECT_GE(checked, 20) << name;
+  }
 }
 
 // Bad model folders stop the server at start with a message naming the file
