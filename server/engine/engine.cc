@@ -103,15 +103,22 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   const AdapterSegments& low_rank = plan.segments_of(AdapterOp::kLowRank);
   const AdapterSegments& block_diagonal = plan.segments_of(AdapterOp::kBlockDiagonal);
   const AdapterSegments& rotation = plan.segments_of(AdapterOp::kRotation);
-  for (int32_t i = 0; i < n; ++i) {
-    const AdapterModule& m = adapters_[i]->module(layer, module);
+  // Only the slots the plan's segments name are read: fill just those.
+  auto fill = [&](const AdapterSegments& segs, auto&& one) {
+    for (int32_t i = 0; i < segs.count; ++i) one(segs.slot[i], adapters_[segs.slot[i]]->module(layer, module));
+  };
+  fill(low_rank, [&](int32_t i, const AdapterModule& m) {
     lora_slots_[i] = m.lora ? LoraSlotWeights{m.lora->a.data(), m.lora->b.data(), m.lora->rank, m.lora->scale}
                             : LoraSlotWeights{};
+  });
+  fill(block_diagonal, [&](int32_t i, const AdapterModule& m) {
     diablo_slots_[i] = m.diablo ? DiabloSlotWeights{m.diablo->block.data(), m.diablo->blocks, m.diablo->d1,
                                                     m.diablo->d2}
                                 : DiabloSlotWeights{};
+  });
+  fill(rotation, [&](int32_t i, const AdapterModule& m) {
     road_slots_[i] = m.road ? RoadSlotWeights{m.road->c.data(), m.road->s.data(), m.road->group} : RoadSlotWeights{};
-  }
+  });
   if (low_rank.count > 0) {
     TESSERA_RETURN_IF_ERROR(
         ops_.lora_apply({x, y, DType::kF32, w.in, w.out, &low_rank, lora_slots_.data(), n}, ctx_));
