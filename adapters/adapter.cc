@@ -41,6 +41,17 @@ std::string Adapter::DisplayKind() const {
   return AdapterKindName(kind);
 }
 
+std::shared_ptr<const Adapter> Adapter::Metadata() const {
+  auto copy = std::make_shared<Adapter>();
+  copy->name = name;
+  copy->dir = dir;
+  copy->kind = kind;
+  copy->watermark = watermark;
+  copy->num_layers = num_layers;
+  copy->parameter_bytes = parameter_bytes;
+  return copy;
+}
+
 namespace {
 
 // Python-re-compatible matching through PCRE2: fullmatch, or peft's
@@ -329,7 +340,7 @@ class Loader {
       const int32_t max_rank = std::min(limits_.max_rank, kMaxLoraRank);
       if (r > max_rank) {
         return Error(absl::StrCat(path, ": rank ", r, " is over the limit of ", max_rank,
-                                  max_rank < kMaxLoraRank ? " (raise --max-adapter-rank)" : " (the kernels' largest)"));
+                                  max_rank < kMaxLoraRank ? " (raise --max-lora-rank)" : " (the kernels' largest)"));
       }
       const auto [out, in] = BaseLinearShape(base_, ref.module);
       LoraModule lora;
@@ -400,6 +411,13 @@ class Loader {
       d.blocks = static_cast<int32_t>(n);
       d.d1 = static_cast<int32_t>(d1);
       d.d2 = static_cast<int32_t>(d2);
+      const int32_t max_rank = std::min(limits_.max_rank, kMaxLoraRank);
+      if (n * d1 * d2 > AdapterSlotFloats(in, out, max_rank)) {
+        return Error(absl::StrCat(path, ": ", n, " blocks of ", d1, "x", d2, " hold ", n * d1 * d2,
+                                  " values; an adapter slot holds ", AdapterSlotFloats(in, out, max_rank),
+                                  " for this module (a rank-", max_rank,
+                                  " LoRA): use more num_blocks or raise --max-lora-rank"));
+      }
       TESSERA_ASSIGN_OR_RETURN(d.block, Tensor(ref, "block_A", {n, d1, d2}));
       Slot(ref).diablo = std::move(d);
     }

@@ -73,9 +73,19 @@ struct AdapterModule {
 };
 
 struct AdapterLimits {
-  int32_t max_rank = 64;  // and never over kMaxLoraRank (kernels/supported_shapes.h)
+  // The adapter pool's Rmax (--max-lora-rank), never over kMaxLoraRank
+  // (kernels/supported_shapes.h). It also caps DiaBlo: a module's blocks may
+  // hold at most AdapterSlotFloats(in, out, max_rank) values.
+  int32_t max_rank = 64;
   int64_t max_file_bytes = int64_t{1} << 30;
 };
+
+// The fp32 values one adapter-pool slot holds for a linear layer of shape
+// [out, in]: a rank-max_rank LoRA (A [r, in] and B [out, r]). RoAd (2·out)
+// always fits; DiaBlo fits when its blocks are no larger.
+inline int64_t AdapterSlotFloats(int64_t in, int64_t out, int32_t max_rank) {
+  return int64_t{max_rank} * (in + out);
+}
 
 struct Adapter {
   std::string name;
@@ -83,7 +93,9 @@ struct Adapter {
   AdapterKind kind = AdapterKind::kLora;
   std::string watermark;  // SEAL tag from adapter_config.json, if any
   int32_t num_layers = 0;
-  std::vector<AdapterModule> modules;  // [num_layers * kNumLinearModules]
+  // [num_layers * kNumLinearModules]; empty in the metadata copies that the
+  // adapter cache keeps once the weights are in a pool slot.
+  std::vector<AdapterModule> modules;
   int64_t parameter_bytes = 0;
 
   const AdapterModule& module(int32_t layer, LinearModule m) const {
@@ -91,6 +103,8 @@ struct Adapter {
   }
   // "lora", "seal" (LoRA with a watermark tag), "road" or "diablo".
   std::string DisplayKind() const;
+  // This adapter without its weights (modules empty).
+  std::shared_ptr<const Adapter> Metadata() const;
 };
 
 // Reads DIR/adapter_config.json and DIR/adapter_model.safetensors and checks

@@ -4,8 +4,8 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera {
@@ -19,9 +19,11 @@ double MiB(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 bool IsNotResident(const absl::Status& status) { return status.GetPayload(kNotResidentPayload).has_value(); }
 
-AdapterCache::AdapterCache(int64_t budget_bytes, Loader loader, Observer observer)
-    : budget_(budget_bytes), loader_(std::move(loader)), observer_(std::move(observer)) {
-  counters_.budget_bytes = budget_;
+AdapterCache::AdapterCache(AdapterPool* pool, Loader loader, Observer observer)
+    : pool_(pool), loader_(std::move(loader)), observer_(std::move(observer)) {
+  counters_.slots = pool_->num_slots();
+  // Slot 0 is handed out first.
+  for (int32_t slot = pool_->num_slots() - 1; slot >= 0; --slot) free_slots_.push_back(slot);
   thread_ = std::thread([this] { LoaderLoop(); });
 }
 
@@ -48,12 +50,52 @@ void AdapterCache::Notify() {
   if (listener) listener();
 }
 
-void AdapterCache::AddPermanent(const std::string& key, std::shared_ptr<const Adapter> adapter) {
+absl::Status AdapterCache::AddPermanent(const std::string& key, std::shared_ptr<const Adapter> adapter) {
   MutexLock lock(&mu_);
+  if (entries_.count(key)) return absl::AlreadyExistsError(absl::StrCat("adapter '", key, "' is given twice"));
+  if (free_slots_.empty()) {
+    return absl::ResourceExhaustedError(absl::StrCat("no adapter slot is left for start-up adapter '", key,
+                                                     "' (", pool_->num_slots(),
+                                                     " slots); raise --adapter-slots"));
+  }
+  const int32_t slot = free_slots_.back();
+  TESSERA_RETURN_IF_ERROR(pool_->Write(slot, *adapter));
+  free_slots_.pop_back();
   Entry& e = entries_[key];
-  e.adapter = std::move(adapter);
-  e.bytes = e.adapter->parameter_bytes;
+  e.adapter = adapter->Metadata();
+  e.slot = slot;
+  e.bytes = adapter->parameter_bytes;
   e.permanent = true;
+  return absl::OkStatus();
+}
+
+int32_t AdapterCache::TakeSlot() {
+  if (free_slots_.empty() && !lru_.empty()) {
+    // Evict only when that frees a slot now: evicting and still waiting
+    // would throw away adapters that queued requests are about to pin.
+    const std::string victim = lru_.front();
+    lru_.pop_front();
+    auto it = entries_.find(victim);
+    it->second.in_lru = false;
+    resident_bytes_ -= it->second.bytes;
+    spdlog::info("adapter cache: evicted {} from slot {} ({:.1f} MiB)", victim, it->second.slot,
+                 MiB(it->second.bytes));
+    FreeSlot(it->second);
+    entries_.erase(it);
+    ++counters_.evictions;
+    if (observer_.on_evict) observer_.on_evict();
+  }
+  if (free_slots_.empty()) return -1;
+  const int32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
+void AdapterCache::FreeSlot(Entry& e) {
+  if (e.slot < 0) return;
+  pool_->Clear(e.slot);
+  free_slots_.push_back(e.slot);
+  e.slot = -1;
 }
 
 AdapterPin AdapterCache::PinLocked(const std::string& key, Entry& e) {
@@ -62,17 +104,13 @@ AdapterPin AdapterCache::PinLocked(const std::string& key, Entry& e) {
     e.in_lru = false;
   }
   ++e.pins;
-  // The token keeps the adapter alive even if the entry is erased or evicted;
-  // its deleter releases the pin.
-  struct Token {
-    std::shared_ptr<const Adapter> adapter;
-  };
-  auto* token = new Token{e.adapter};
-  std::shared_ptr<Token> owner(token, [this, key](Token* t) {
+  // The token keeps the metadata alive even if the entry is erased; its
+  // deleter releases the pin (and so, at the last one, the slot).
+  auto* token = new AdapterPin::Token{e.adapter, e.slot};
+  return AdapterPin(std::shared_ptr<const AdapterPin::Token>(token, [this, key](const AdapterPin::Token* t) {
     delete t;
     Unpin(key);
-  });
-  return AdapterPin(owner, owner->adapter.get());
+  }));
 }
 
 void AdapterCache::Unpin(const std::string& key) {
@@ -83,6 +121,7 @@ void AdapterCache::Unpin(const std::string& key) {
       Entry& e = it->second;
       if (--e.pins == 0 && e.erased) {
         resident_bytes_ -= e.bytes;
+        FreeSlot(e);
         entries_.erase(it);
       } else if (e.pins == 0 && !e.permanent && e.adapter) {
         e.lru = lru_.insert(lru_.end(), key);
@@ -94,26 +133,7 @@ void AdapterCache::Unpin(const std::string& key) {
   Notify();
 }
 
-bool AdapterCache::MakeRoom(int64_t needed) {
-  // Evict only when that makes enough room: evicting and still failing would
-  // throw away adapters that queued requests are about to pin (thrashing).
-  int64_t evictable = 0;
-  for (const std::string& key : lru_) evictable += entries_.at(key).bytes;
-  if (resident_bytes_ - evictable + loading_bytes_ + needed > budget_) return false;
-  while (resident_bytes_ + loading_bytes_ + needed > budget_ && !lru_.empty()) {
-    const std::string victim = lru_.front();
-    lru_.pop_front();
-    auto it = entries_.find(victim);
-    resident_bytes_ -= it->second.bytes;
-    spdlog::info("adapter cache: evicted {} ({:.1f} MiB)", victim, MiB(it->second.bytes));
-    entries_.erase(it);
-    ++counters_.evictions;
-    if (observer_.on_evict) observer_.on_evict();
-  }
-  return resident_bytes_ + loading_bytes_ + needed <= budget_;
-}
-
-absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t size_bytes) {
+absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key) {
   MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it != entries_.end()) {
@@ -129,29 +149,23 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key, int64_t 
       return s;
     }
   }
-  if (size_bytes > budget_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("adapter needs ", absl::StrFormat("%.1f", MiB(size_bytes)),
-                     " MiB of memory but the adapter cache holds ", absl::StrFormat("%.1f", MiB(budget_)),
-                     " MiB; raise --adapter-cache-mb"));
-  }
   absl::Status s = absl::UnavailableError(absl::StrCat("adapter ", key, " is not resident"));
   s.SetPayload(kNotResidentPayload, absl::Cord("waiting"));
-  if (!MakeRoom(size_bytes)) return s;  // pinned adapters fill the budget: retry after an unpin
+  const int32_t slot = TakeSlot();
+  if (slot < 0) return s;  // pinned adapters hold every slot: retry after an unpin
   Entry& e = entries_[key];
   e.loading = true;
-  e.bytes = size_bytes;
-  loading_bytes_ += size_bytes;
+  e.slot = slot;
   load_queue_.push_back(key);
   cv_.SignalAll();
   return s;
 }
 
-absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout,
+absl::Status AdapterCache::Prefetch(const std::string& key, absl::Duration timeout,
                                     const std::function<bool()>& cancelled) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
-    absl::StatusOr<AdapterPin> pin = TryPin(key, size_bytes);
+    absl::StatusOr<AdapterPin> pin = TryPin(key);
     if (pin.ok()) return absl::OkStatus();  // the pin drops here; the adapter stays cached
     if (!IsNotResident(pin.status())) return pin.status();
     if (cancelled && cancelled()) return absl::CancelledError("prefetch cancelled by the client");
@@ -159,7 +173,7 @@ absl::Status AdapterCache::Prefetch(const std::string& key, int64_t size_bytes, 
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("adapter ", key, " did not become resident within ", absl::FormatDuration(timeout),
-                       "; every cached adapter is in use, retry later or raise --adapter-cache-mb"));
+                       "; every adapter slot is in use, retry later or raise --adapter-slots"));
     }
     cv_.WaitWithTimeout(&mu_, absl::Milliseconds(50));
   }
@@ -175,13 +189,14 @@ void AdapterCache::Erase(const std::string& key) {
     return;  // the loader discards its result and removes the entry
   }
   if (e.pins > 0) {
-    // Running requests keep the adapter: its bytes stay counted until the
-    // last pin goes (Unpin removes the entry).
+    // Running requests keep the adapter and its slot until the last pin
+    // goes (Unpin removes the entry).
     e.erased = true;
     return;
   }
   if (e.in_lru) lru_.erase(e.lru);
   if (e.adapter) resident_bytes_ -= e.bytes;
+  FreeSlot(e);
   entries_.erase(it);
 }
 
@@ -198,6 +213,7 @@ AdapterCache::Stats AdapterCache::stats() const {
   MutexLock lock(&mu_);
   Stats s = counters_;
   s.resident_bytes = resident_bytes_;
+  s.free_slots = static_cast<int32_t>(free_slots_.size());
   for (const auto& [key, e] : entries_) {
     if (e.adapter) ++s.resident;
     if (e.pins > 0) ++s.pinned;
@@ -208,29 +224,37 @@ AdapterCache::Stats AdapterCache::stats() const {
 void AdapterCache::LoaderLoop() {
   while (true) {
     std::string key;
+    int32_t slot = -1;
     {
       MutexLock lock(&mu_);
       while (!stop_ && load_queue_.empty()) cv_.Wait(&mu_);
       if (stop_) return;
       key = load_queue_.front();
       load_queue_.pop_front();
+      slot = entries_.at(key).slot;
     }
+    // The slot is this load's alone: no pin names it until the entry is
+    // marked resident below, under the lock.
     const absl::Time start = absl::Now();
     absl::StatusOr<std::shared_ptr<const Adapter>> loaded = loader_(key);
+    if (loaded.ok()) {
+      if (absl::Status written = pool_->Write(slot, **loaded); !written.ok()) loaded = written;
+    }
     const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
     {
       MutexLock lock(&mu_);
       auto it = entries_.find(key);
       Entry& e = it->second;
       e.loading = false;
-      loading_bytes_ -= e.bytes;
       ++counters_.loads;
       if (!e.error.ok()) {
+        FreeSlot(e);
         entries_.erase(it);  // erased while loading
       } else if (!loaded.ok()) {
         ++counters_.load_failures;
         spdlog::warn("adapter cache: loading {} failed: {}", key, loaded.status().ToString());
         const absl::StatusCode code = loaded.status().code();
+        FreeSlot(e);
         if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kDataLoss ||
             code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kFailedPrecondition) {
           e.error = loaded.status();  // permanent for this version: every waiter gets it
@@ -238,12 +262,13 @@ void AdapterCache::LoaderLoop() {
           entries_.erase(it);  // transient (I/O, memory): the next request retries the load
         }
       } else {
-        e.adapter = *std::move(loaded);
+        e.adapter = (*loaded)->Metadata();
         e.bytes = e.adapter->parameter_bytes;
         resident_bytes_ += e.bytes;
         e.lru = lru_.insert(lru_.end(), key);
         e.in_lru = true;
-        spdlog::info("adapter cache: loaded {} ({:.1f} MiB) in {:.1f} ms", key, MiB(e.bytes), ms);
+        spdlog::info("adapter cache: loaded {} ({:.1f} MiB) into slot {} in {:.1f} ms", key, MiB(e.bytes),
+                     e.slot, ms);
       }
       cv_.SignalAll();
     }

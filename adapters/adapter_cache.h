@@ -1,20 +1,22 @@
-// The resident adapter cache: which adapters are loaded in memory, under a
-// byte budget, with LRU eviction of the ones no request uses.
+// The resident adapter cache: which adapters hold a slot of the adapter
+// pool (adapters/adapter_pool.h), with LRU eviction of the ones no request
+// uses.
 //
 // Keys are opaque strings naming one immutable version of an adapter (the
 // server uses "@" + store id; start-up adapters use their name). A request
-// pins its adapter for its whole life: a Pin is a shared_ptr to the adapter
-// whose destruction releases the pin. Eviction and Erase only drop the
-// cache's own reference, so they can never change or free the adapter of a
-// request in flight: that request keeps the version it pinned.
+// pins its adapter for its whole life: an AdapterPin carries the adapter's
+// metadata and its pool slot, and its last copy's destruction releases the
+// pin. A slot is assigned when a load starts, written when it completes and
+// kept while any pin is held: eviction and Erase happen only at zero pins
+// (Erase of a pinned adapter waits for the last pin), so the slot of a
+// request in flight never changes or holds another adapter.
 //
 // Loads run on the cache's own loader thread, one at a time, never on the
 // caller's: TryPin on an adapter that is not resident starts its load (once,
 // however many callers ask: single flight) and returns a NotResident status.
 // The listener then fires when the load ends, so the caller retries. A load
-// starts only when the budget can hold it next to the pinned and loading
-// adapters, so the resident bytes never exceed the budget (permanent
-// adapters are not counted).
+// starts only when a slot is free or an unpinned adapter can be evicted from
+// one; permanent (start-up) adapters keep their slots for good.
 //
 // Thread safety: every method may be called from any thread. The loader and
 // the listener run without the cache's lock held.
@@ -29,17 +31,38 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "adapters/adapter.h"
+#include "adapters/adapter_pool.h"
 #include "common/mutex.h"
 
 namespace tessera {
 
-// The adapter, kept pinned while any copy of the Pin lives.
-using AdapterPin = std::shared_ptr<const Adapter>;
+// A pinned adapter: its metadata (weights live in the pool) and its slot,
+// both fixed while any copy of the pin lives. A default pin holds nothing.
+class AdapterPin {
+ public:
+  AdapterPin() = default;
+  explicit operator bool() const { return token_ != nullptr; }
+  const Adapter& operator*() const { return *token_->adapter; }
+  const Adapter* operator->() const { return token_->adapter.get(); }
+  const Adapter* get() const { return token_ ? token_->adapter.get() : nullptr; }
+  int32_t slot() const { return token_ ? token_->slot : -1; }
+  void reset() { token_.reset(); }
+
+ private:
+  friend class AdapterCache;
+  struct Token {
+    std::shared_ptr<const Adapter> adapter;
+    int32_t slot = -1;
+  };
+  explicit AdapterPin(std::shared_ptr<const Token> token) : token_(std::move(token)) {}
+  std::shared_ptr<const Token> token_;
+};
 
 // True for the status TryPin returns while the adapter is being loaded.
 bool IsNotResident(const absl::Status& status);
@@ -54,28 +77,30 @@ class AdapterCache {
     std::function<void()> on_evict;                        // per eviction
   };
 
-  AdapterCache(int64_t budget_bytes, Loader loader, Observer observer = {});
+  // pool must outlive the cache; its slots are the cache's to assign.
+  AdapterCache(AdapterPool* pool, Loader loader, Observer observer = {});
   ~AdapterCache();  // waits for the load in progress, then stops
 
   // Called after every load (success or failure) and every pin release.
   // Must be quick and must not call back into the cache.
   void SetListener(std::function<void()> listener);
 
-  // Registers an adapter that is always resident and never evicted.
-  void AddPermanent(const std::string& key, std::shared_ptr<const Adapter> adapter);
+  // Writes an adapter into a slot for good: always resident, never evicted.
+  // ResourceExhausted when no slot is free; AlreadyExists for a known key;
+  // the pool's error when it does not fit.
+  absl::Status AddPermanent(const std::string& key, std::shared_ptr<const Adapter> adapter);
 
   // Resident: the pinned adapter. Otherwise starts the load if none is
-  // running for key and returns a NotResident status (IsNotResident). The
-  // load's error is returned from then on for this key when permanent
-  // (NotFound, DataLoss, InvalidArgument, FailedPrecondition); after a
-  // transient one the next call retries the load. ResourceExhausted when size_bytes alone exceeds the
-  // budget. size_bytes is the adapter's resident size as recorded in the store.
-  absl::StatusOr<AdapterPin> TryPin(const std::string& key, int64_t size_bytes);
+  // running for key and a slot can be had, and returns a NotResident status
+  // (IsNotResident). The load's error is returned from then on for this key
+  // when permanent (NotFound, DataLoss, InvalidArgument, FailedPrecondition);
+  // after a transient one the next call retries the load.
+  absl::StatusOr<AdapterPin> TryPin(const std::string& key);
 
   // Makes key resident, waiting up to timeout for the load. The adapter stays
   // resident (unpinned) afterwards until evicted.
   // Stops early (Cancelled) once `cancelled` returns true.
-  absl::Status Prefetch(const std::string& key, int64_t size_bytes, absl::Duration timeout,
+  absl::Status Prefetch(const std::string& key, absl::Duration timeout,
                         const std::function<bool()>& cancelled = nullptr);
 
   // Forgets key (the adapter was deleted): its memory is freed when the last
@@ -86,8 +111,9 @@ class AdapterCache {
   State StateOf(const std::string& key) const;
 
   struct Stats {
-    int64_t budget_bytes = 0;
-    int64_t resident_bytes = 0;  // cached (pinned or not), not permanent
+    int32_t slots = 0;           // of the pool, permanent ones included
+    int32_t free_slots = 0;      // neither resident nor loading
+    int64_t resident_bytes = 0;  // parameters of cached adapters (pinned or not), not permanent
     int32_t resident = 0;        // entries, permanent included
     int32_t pinned = 0;
     int64_t loads = 0;
@@ -98,7 +124,8 @@ class AdapterCache {
 
  private:
   struct Entry {
-    std::shared_ptr<const Adapter> adapter;  // set when resident
+    std::shared_ptr<const Adapter> adapter;  // metadata, set when resident
+    int32_t slot = -1;                       // set while loading or resident
     int64_t bytes = 0;
     int32_t pins = 0;
     bool permanent = false;
@@ -109,14 +136,16 @@ class AdapterCache {
     bool erased = false;  // deleted while pinned; removed at the last unpin
   };
 
-  // Evicts unpinned LRU entries until `needed` more bytes fit.
-  bool MakeRoom(int64_t needed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free slot, evicting the least recently used unpinned adapter when
+  // none is; -1 when every slot is pinned, permanent or loading.
+  int32_t TakeSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FreeSlot(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AdapterPin PinLocked(const std::string& key, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unpin(const std::string& key);
   void LoaderLoop();
   void Notify();
 
-  const int64_t budget_;
+  AdapterPool* const pool_;
   const Loader loader_;
   const Observer observer_;
 
@@ -125,8 +154,8 @@ class AdapterCache {
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // front: least recently used
   std::deque<std::string> load_queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<int32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   int64_t resident_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // cached entries
-  int64_t loading_bytes_ ABSL_GUARDED_BY(mu_) = 0;   // reserved by queued or running loads
   Stats counters_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> listener_ ABSL_GUARDED_BY(mu_);

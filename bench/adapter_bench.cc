@@ -13,7 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "adapters/adapter_registry.h"
+#include "adapters/adapter_pool.h"
 #include "bench/bench_util.h"
 #include "common/flags.h"
 #include "common/version.h"
@@ -95,15 +95,15 @@ int Run() {
   const int batch = absl::GetFlag(FLAGS_batch);
   const int32_t prompt = 16, steps = absl::GetFlag(FLAGS_steps);
 
-  AdapterRegistry registry;
+  // Slot k * 16 + i holds adapter i of kind k.
+  auto pool = AdapterPool::Create(c, {3 * 16, absl::GetFlag(FLAGS_lora_rank)});
+  if (!pool.ok()) return Fail(std::string(pool.status().message()));
   Rng rng(7);
   const AdapterKind kinds[] = {AdapterKind::kLora, AdapterKind::kRoad, AdapterKind::kDiablo};
-  for (AdapterKind k : kinds) {
+  for (int k = 0; k < 3; ++k) {
     for (int i = 0; i < 16; ++i) {
-      if (absl::Status s = registry.Add(RandomAdapter(absl::StrCat(AdapterKindName(k), i), k, c, rng));
-          !s.ok()) {
-        return Fail(std::string(s.message()));
-      }
+      const auto a = RandomAdapter(absl::StrCat(AdapterKindName(kinds[k]), i), kinds[k], c, rng);
+      if (absl::Status s = (*pool)->Write(k * 16 + i, *a); !s.ok()) return Fail(std::string(s.message()));
     }
   }
   EngineOptions eo;
@@ -111,7 +111,7 @@ int Run() {
   eo.kv_cache_tokens = int64_t{batch} * ((prompt + steps + 1 + 15) / 16 * 16);  // whole blocks per sequence
   eo.max_step_tokens = batch * prompt;  // the prefill step
   eo.max_seqs = batch;
-  const std::vector<const Adapter*> adapter_slots = registry.Slots();
+  eo.adapter_pool = pool->get();
   auto engine = Engine::Create(**model, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
@@ -145,12 +145,12 @@ int Run() {
       return p;
     };
     std::vector<float> logits;
-    if (absl::Status s = (*engine)->Step(plan_for(0, prompt), &logits, adapter_slots); !s.ok()) return s;
+    if (absl::Status s = (*engine)->Step(plan_for(0, prompt), &logits); !s.ok()) return s;
     std::vector<double> ms;
     for (int32_t step = 0; step < steps; ++step) {
       BatchPlan p = plan_for(prompt + step, 1);
       const absl::Time start = absl::Now();
-      if (absl::Status s = (*engine)->Step(p, &logits, adapter_slots); !s.ok()) return s;
+      if (absl::Status s = (*engine)->Step(p, &logits); !s.ok()) return s;
       ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     }
     return Median(ms);

@@ -25,10 +25,9 @@ struct SequencePlan {
   bool needs_logits = false;  // produce logits for the last row
 };
 
-// Rows [row_begin, row_begin + row_count) share one adapter: `slot` indexes
-// the step's adapter table (Engine::Step's AdapterSlots, built by the
-// scheduler from the adapters its running requests have pinned). Rows in no
-// segment run the base model.
+// Rows [row_begin, row_begin + row_count) share one adapter: `slot` is its
+// slot in the adapter pool (adapters/adapter_pool.h), carried by the pin the
+// request holds. Rows in no segment run the base model.
 struct AdapterSegment {
   int32_t row_begin = 0;
   int32_t row_count = 0;

@@ -125,8 +125,8 @@ int Run() {
       return Fail(absl::StrCat(input, ":", number, ": ", s.message()));
     }
     if (!line.params.adapter_id.empty()) {
-      if (absl::StatusOr<int32_t> slot = (*stack)->adapters->Resolve(line.params.adapter_id); !slot.ok()) {
-        return Fail(absl::StrCat(input, ":", number, ": ", slot.status().message()));
+      if (absl::Status known = (*stack)->startup_adapters->Resolve(line.params.adapter_id); !known.ok()) {
+        return Fail(absl::StrCat(input, ":", number, ": ", known.message()));
       }
     }
     lines.push_back(std::move(line));

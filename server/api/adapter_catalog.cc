@@ -75,16 +75,16 @@ absl::StatusOr<ResolvedAdapter> AdapterCatalog::ResolveForUse(const Tenant& tena
   if (stack_->store) {
     if (std::optional<StoredAdapter> e = stack_->store->Find(owner, ref.name)) {
       if (owner == tenant.id || e->shared || tenant.admin()) {
-        return ResolvedAdapter{StoredAdapterKey(e->id), e->resident_bytes};
+        return ResolvedAdapter{StoredAdapterKey(e->id)};
       }
       return UnknownForUse(reference);
     }
   }
   if (ref.owner.empty()) {
     // A start-up adapter (--adapter NAME=DIR), served to every tenant.
-    absl::StatusOr<int32_t> slot = stack_->adapters->Resolve(ref.name);
-    if (slot.ok()) return ResolvedAdapter{ref.name, stack_->adapters->at(*slot).parameter_bytes};
-    if (slot.status().code() == absl::StatusCode::kFailedPrecondition) return slot.status();
+    const absl::Status s = stack_->startup_adapters->Resolve(ref.name);
+    if (s.ok()) return ResolvedAdapter{ref.name};
+    if (s.code() == absl::StatusCode::kFailedPrecondition) return s;
   }
   return UnknownForUse(reference);
 }
@@ -92,9 +92,7 @@ absl::StatusOr<ResolvedAdapter> AdapterCatalog::ResolveForUse(const Tenant& tena
 absl::Status AdapterCatalog::UnknownForUse(const std::string& reference) const {
   // Same message whether the adapter is missing or another tenant's private
   // one, so that its existence does not leak.
-  std::vector<std::string> names;
-  for (const auto& a : stack_->adapters->all()) names.push_back(a->name);
-  std::sort(names.begin(), names.end());
+  const std::vector<std::string> names = stack_->startup_adapters->Names();
   return absl::NotFoundError(absl::StrCat(
       "adapter '", reference,
       "' is not loaded on this server (loaded: ", names.empty() ? "none" : absl::StrJoin(names, ", "),
@@ -165,7 +163,7 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::Prefetch(const Tenant& tenant, c
                                                          const std::function<bool()>& cancelled) {
   TESSERA_ASSIGN_OR_RETURN(StoredAdapter e, FindForManage(tenant, reference, "prefetch"));
   TESSERA_RETURN_IF_ERROR(
-      stack_->cache->Prefetch(StoredAdapterKey(e.id), e.resident_bytes, timeout, cancelled));
+      stack_->cache->Prefetch(StoredAdapterKey(e.id), timeout, cancelled));
   return Describe(e);
 }
 
@@ -250,11 +248,6 @@ absl::StatusOr<v1::AdapterInfo> AdapterCatalog::FinishUpload(const Tenant& tenan
     return absl::InvalidArgumentError(absl::StrCat("metadata says kind '", metadata.kind(), "' but ",
                                                    kAdapterConfigFile, " describes a '", a.DisplayKind(),
                                                    "' adapter"));
-  }
-  if (a.parameter_bytes > stack_->cache->stats().budget_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("adapter needs ", a.parameter_bytes >> 20, " MiB resident but the adapter cache holds ",
-                     stack_->cache->stats().budget_bytes >> 20, " MiB; it could never be served"));
   }
   // Theft screening: every other tenant's registered watermark whose shapes
   // fit. The reply never names the other tenant; the audit log does.

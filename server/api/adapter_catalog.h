@@ -28,8 +28,7 @@
 namespace tessera {
 
 struct ResolvedAdapter {
-  std::string key;    // AdapterCache key
-  int64_t bytes = 0;  // resident size
+  std::string key;  // AdapterCache key
 };
 
 // Adapter descriptions are short texts; they are stored in the manifest.

@@ -65,7 +65,6 @@ absl::Status ConvertAndSubmit(const Env& env, const Tenant& tenant_in, const grp
     absl::StatusOr<ResolvedAdapter> adapter = env.catalog->ResolveForUse(*tenant, params->adapter_id);
     if (!adapter.ok()) return adapter.status();
     params->adapter_id = adapter->key;
-    params->adapter_bytes = adapter->bytes;
   }
   if (context.deadline() != std::chrono::system_clock::time_point::max()) {
     params->deadline = absl::FromChrono(context.deadline());

@@ -158,6 +158,11 @@ void ServerMetrics::AttachStack(const ServingStack* stack) {
                              [cache] { return cache->stats().resident; });
   registry_.AddGaugeCallback("tessera_adapter_resident_bytes", "Bytes of cached stored adapters",
                              [cache] { return static_cast<double>(cache->stats().resident_bytes); });
+  registry_.AddGaugeCallback("tessera_adapter_slots_free",
+                             "Adapter pool slots holding no adapter (neither resident nor loading)",
+                             [cache] { return cache->stats().free_slots; });
+  registry_.AddGaugeCallback("tessera_adapter_slots", "Adapter pool slots, start-up adapters' included",
+                             [cache] { return cache->stats().slots; });
 }
 
 std::function<void(const std::string&)> ServerMetrics::WatermarkMatchHook() {

@@ -9,6 +9,7 @@
 //   tessera_kv_blocks_used, tessera_kv_blocks_free gauges
 //   tessera_kv_preemptions                         gauge, requests preempted by recompute
 //   tessera_adapters_stored, tessera_adapters_resident, tessera_adapter_resident_bytes  gauges
+//   tessera_adapter_slots, tessera_adapter_slots_free  gauges, the adapter pool
 //   tessera_adapter_loads_total{result}, tessera_adapter_evictions_total  counters
 //   tessera_adapter_load_ms                        histogram
 //   tessera_tokens_total{tenant,kind}              counter, kind = prompt | completion

@@ -22,8 +22,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model, const
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache must hold at least one token, got ", options.kv_cache_tokens));
   }
-  if (options.max_adapters < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max adapters must be >= 1, got ", options.max_adapters));
+  if (options.adapter_pool && !options.adapter_pool->MadeFor(model.config)) {
+    return absl::InvalidArgumentError("the adapter pool was made for a model of another shape");
   }
   if (options.max_step_tokens < 1 || options.max_seqs < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max step tokens must be >= 1 (got ", options.max_step_tokens,
@@ -50,16 +50,18 @@ Engine::Engine(const Model& model, const EngineOptions& options, KvStorage kv)
                                      : options.max_step_tokens),
       pool_(options.num_threads),
       kv_(std::move(kv)),
+      adapter_pool_(options.adapter_pool),
       builder_(PlanLimits{max_tokens_, max_seqs_, model.config.vocab_size, kv_.shape().num_blocks,
-                          kv_.shape().block_size}),
-      lora_slots_(options.max_adapters),
-      diablo_slots_(options.max_adapters),
-      road_slots_(options.max_adapters) {
+                          kv_.shape().block_size}) {
   ctx_.device = ops_.device;
   ctx_.pool = &pool_;
 }
 
 PlanLimits Engine::plan_limits() const { return builder_.limits(); }
+
+absl::Span<const AdapterOp> Engine::slot_ops() const {
+  return adapter_pool_ ? adapter_pool_->slot_ops() : absl::Span<const AdapterOp>();
+}
 
 absl::Status Engine::AllocateArena() {
   const ModelConfig& c = model_.config;
@@ -98,56 +100,34 @@ absl::Status Engine::Linear(const LinearWeights& w, const float* x, int64_t rows
   a.in = w.in;
   a.out = w.out;
   TESSERA_RETURN_IF_ERROR(ops_.linear(a, ctx_));
-  const int32_t n = static_cast<int32_t>(adapters_.size());
-  if (n == 0) return absl::OkStatus();
+  if (adapter_pool_ == nullptr) return absl::OkStatus();
+  const int32_t n = adapter_pool_->num_slots();
   const AdapterSegments& low_rank = plan.segments_of(AdapterOp::kLowRank);
   const AdapterSegments& block_diagonal = plan.segments_of(AdapterOp::kBlockDiagonal);
   const AdapterSegments& rotation = plan.segments_of(AdapterOp::kRotation);
-  // Only the slots the plan's segments name are read: fill just those.
-  auto fill = [&](const AdapterSegments& segs, auto&& one) {
-    for (int32_t i = 0; i < segs.count; ++i) one(segs.slot[i], adapters_[segs.slot[i]]->module(layer, module));
-  };
-  fill(low_rank, [&](int32_t i, const AdapterModule& m) {
-    lora_slots_[i] = m.lora ? LoraSlotWeights{m.lora->a.data(), m.lora->b.data(), m.lora->rank, m.lora->scale}
-                            : LoraSlotWeights{};
-  });
-  fill(block_diagonal, [&](int32_t i, const AdapterModule& m) {
-    diablo_slots_[i] = m.diablo ? DiabloSlotWeights{m.diablo->block.data(), m.diablo->blocks, m.diablo->d1,
-                                                    m.diablo->d2}
-                                : DiabloSlotWeights{};
-  });
-  fill(rotation, [&](int32_t i, const AdapterModule& m) {
-    road_slots_[i] = m.road ? RoadSlotWeights{m.road->c.data(), m.road->s.data(), m.road->group} : RoadSlotWeights{};
-  });
   if (low_rank.count > 0) {
     TESSERA_RETURN_IF_ERROR(
-        ops_.lora_apply({x, y, DType::kF32, w.in, w.out, &low_rank, lora_slots_.data(), n}, ctx_));
+        ops_.lora_apply({x, y, DType::kF32, w.in, w.out, &low_rank, adapter_pool_->lora(layer, module), n}, ctx_));
   }
   if (block_diagonal.count > 0) {
-    TESSERA_RETURN_IF_ERROR(
-        ops_.diablo_apply({x, y, DType::kF32, w.in, w.out, &block_diagonal, diablo_slots_.data(), n}, ctx_));
+    TESSERA_RETURN_IF_ERROR(ops_.diablo_apply(
+        {x, y, DType::kF32, w.in, w.out, &block_diagonal, adapter_pool_->diablo(layer, module), n}, ctx_));
   }
   if (rotation.count > 0) {
-    TESSERA_RETURN_IF_ERROR(ops_.road_apply({y, DType::kF32, w.out, &rotation, road_slots_.data(), n}, ctx_));
+    TESSERA_RETURN_IF_ERROR(
+        ops_.road_apply({y, DType::kF32, w.out, &rotation, adapter_pool_->road(layer, module), n}, ctx_));
   }
   return absl::OkStatus();
 }
 
-absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters) {
-  slot_ops_.resize(adapters.size());
-  for (size_t i = 0; i < adapters.size(); ++i) {
-    if (adapters[i] == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("adapter slot ", i, " is empty"));
-    }
-    slot_ops_[i] = AdapterOpOf(adapters[i]->kind);
-  }
-  TESSERA_ASSIGN_OR_RETURN(const PlanView view, builder_.Build(plan, slot_ops_));
-  TESSERA_ASSIGN_OR_RETURN(const absl::Span<const float> out, Step(view, adapters));
+absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
+  TESSERA_ASSIGN_OR_RETURN(const PlanView view, builder_.Build(plan, slot_ops()));
+  TESSERA_ASSIGN_OR_RETURN(const absl::Span<const float> out, Step(view));
   logits->assign(out.begin(), out.end());
   return absl::OkStatus();
 }
 
-absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan, AdapterSlots adapters) {
+absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan) {
   const ModelConfig& c = model_.config;
   if (plan.num_tokens < 1 || plan.num_tokens > max_tokens_ || plan.num_seqs < 1 || plan.num_seqs > max_seqs_ ||
       plan.num_logit_rows > plan.num_seqs || plan.block_size != kv_.shape().block_size) {
@@ -156,24 +136,21 @@ absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan, Adapt
         " logit rows in blocks of ", plan.block_size, " does not fit this engine (", max_tokens_, " rows, ",
         max_seqs_, " sequences, blocks of ", kv_.shape().block_size, ")"));
   }
-  if (adapters.size() > lora_slots_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("a slot table of ", adapters.size(),
-                                                   " adapters; the engine takes at most ", lora_slots_.size()));
-  }
   for (int k = 0; k < kNumAdapterOps; ++k) {
     const AdapterSegments& segs = plan.segments[k];
     for (int32_t i = 0; i < segs.count; ++i) {
       const int32_t slot = segs.slot[i];
-      if (slot < 0 || slot >= static_cast<int32_t>(adapters.size()) || adapters[slot] == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("adapter segment names slot ", slot, " but ", adapters.size(), " adapters are loaded"));
+      const std::optional<AdapterOp> op = adapter_pool_ ? adapter_pool_->op_of(slot) : std::nullopt;
+      if (!op) {
+        return absl::InvalidArgumentError(absl::StrCat("adapter segment names slot ", slot, ", which holds no adapter (",
+                                                       adapter_pool_ ? adapter_pool_->num_slots() : 0, " slots)"));
       }
-      if (static_cast<int>(AdapterOpOf(adapters[slot]->kind)) != k) {
-        return absl::InvalidArgumentError(absl::StrCat("adapter segment of slot ", slot, " is filed under the wrong op kind"));
+      if (static_cast<int>(*op) != k) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("adapter segment of slot ", slot, " is filed under the wrong op kind"));
       }
     }
   }
-  adapters_ = adapters;
   const int64_t rows = plan.num_tokens;
   const int64_t hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);

@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "adapters/adapter.h"
+#include "adapters/adapter_pool.h"
 #include "common/device_buffer.h"
 #include "kernels/batch_plan.h"
 #include "kernels/cpu/thread_pool.h"
@@ -36,14 +36,12 @@ struct EngineOptions {
   // meaning max_step_tokens.
   int32_t max_step_tokens = 512;
   int32_t max_seqs = 0;
-  int32_t max_adapters = 1024;  // entries of the AdapterSlots table one step may pass
+  // The slots that plan adapter segments name; null: the base model only.
+  // Must outlive the engine. The caller keeps every slot a plan names
+  // pinned until Step returns.
+  const AdapterPool* adapter_pool = nullptr;
   const OpTable* ops = nullptr;  // null: CpuOps()
 };
-
-// The adapters one step may apply: plan adapter segments name an index
-// (slot) into this table. The caller keeps every entry alive (pinned) until
-// Step returns.
-using AdapterSlots = std::span<const Adapter* const>;
 
 class Engine {
  public:
@@ -55,19 +53,22 @@ class Engine {
   // logits [plan.num_logit_rows, vocab], one row per plan.logit_rows entry,
   // in engine memory that stays valid until the next Step. Allocates
   // nothing. InvalidArgument when the view is larger than the engine's
-  // limits or names slots outside `adapters`.
-  absl::StatusOr<absl::Span<const float>> Step(const PlanView& plan, AdapterSlots adapters = {});
+  // limits, or names a pool slot that is empty or of another op family.
+  absl::StatusOr<absl::Span<const float>> Step(const PlanView& plan);
 
   // Builds the view of `plan` (validating it: see PlanBuilder::Build), runs
   // it and copies the logits into *logits, resized to [num_logit_rows,
   // vocab]. Fails before touching the cache on a malformed plan.
-  absl::Status Step(const BatchPlan& plan, std::vector<float>* logits, AdapterSlots adapters = {});
+  absl::Status Step(const BatchPlan& plan, std::vector<float>* logits);
 
   // Rows, sequences, vocabulary and KV pages a plan may use; the scheduler's
   // PlanBuilder and KvBlockManager are sized from these.
   PlanLimits plan_limits() const;
   const KvStorage& kv_storage() const { return kv_; }
   const Model& model() const { return model_; }
+  // The op family of every pool slot, for PlanBuilder::Build (empty
+  // without a pool).
+  absl::Span<const AdapterOp> slot_ops() const;
   const OpTable& ops() const { return ops_; }
   int num_threads() const { return pool_.num_threads(); }
 
@@ -87,14 +88,8 @@ class Engine {
   ThreadPool pool_;
   ExecContext ctx_;
   KvStorage kv_;
-  PlanBuilder builder_;           // for Step(BatchPlan)
-  std::vector<AdapterOp> slot_ops_;  // for Step(BatchPlan), grown there
-  AdapterSlots adapters_;         // of the step running
-
-  // Per-slot weights of the layer and module being run, [max_adapters] each.
-  std::vector<LoraSlotWeights> lora_slots_;
-  std::vector<DiabloSlotWeights> diablo_slots_;
-  std::vector<RoadSlotWeights> road_slots_;
+  const AdapterPool* const adapter_pool_;
+  PlanBuilder builder_;  // for Step(BatchPlan)
 
   // The arena and its activations: [max_tokens_, width] each, and
   // [max_seqs_, hidden] / [max_seqs_, vocab] for the output rows.

@@ -30,7 +30,6 @@ struct GenerationParams {
   // Adapter cache key (see AdapterCache); empty: base model. The API layer
   // resolves a client's reference to this key after access checks.
   std::string adapter_id;
-  int64_t adapter_bytes = 0;  // the adapter's resident size, for the cache budget
   // Fairness unit: requests of different tenants share the batch evenly.
   std::string tenant;
   // A request still queued at its deadline finishes with DeadlineExceeded.

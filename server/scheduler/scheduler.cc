@@ -41,8 +41,7 @@ struct ScheduledRequest {
   std::shared_ptr<RequestHandle> handle;
   GenerationParams params;
   GenerationCallbacks callbacks;
-  AdapterPin adapter;         // pinned at admission; null: base model
-  int32_t adapter_slot = -1;  // index into the step's slot table; -1: base model
+  AdapterPin adapter;  // pinned at admission (it carries the pool slot); empty: base model
   uint64_t arrival = 0;       // submission order, for FIFO prefill
   int32_t prompt_done = 0;    // prompt tokens already in the KV cache
   int32_t chunk = 0;          // prompt tokens to run in the current step
@@ -302,7 +301,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     const int32_t need = kv.BlocksFor(static_cast<int64_t>(r.replay.size()) + 1);
     if (need > kv.free_blocks()) break;  // the fairest request waits for memory; none overtakes it
     if (!r.params.adapter_id.empty() && !r.adapter) {  // a preempted request keeps its pin
-      absl::StatusOr<AdapterPin> pin = adapters_->TryPin(r.params.adapter_id, r.params.adapter_bytes);
+      absl::StatusOr<AdapterPin> pin = adapters_->TryPin(r.params.adapter_id);
       if (!pin.ok() && IsNotResident(pin.status())) {
         skip.push_back(&r);  // loading on the cache's thread; others go first
         continue;
@@ -489,21 +488,10 @@ void Scheduler::RunStep() {
                                     [](const auto& r) { return !r->prefilling() || r->chunk > 0; });
   if (!any_rows) return;
   // Sequences of the same adapter sit next to each other, so each adapter is
-  // one segment (stable: FIFO order within an adapter); the step's slot table
-  // lists each pinned adapter once.
+  // one segment (stable: FIFO order within an adapter). A pin's slot is
+  // fixed while it is held, so the plan names pool slots directly.
   std::stable_sort(running_.begin(), running_.end(),
-                   [](const auto& a, const auto& b) { return a->adapter.get() < b->adapter.get(); });
-  step_adapters_.clear();
-  for (auto& r : running_) {
-    if (!r->adapter) {
-      r->adapter_slot = -1;
-      continue;
-    }
-    if (step_adapters_.empty() || step_adapters_.back() != r->adapter.get()) {
-      step_adapters_.push_back(r->adapter.get());
-    }
-    r->adapter_slot = static_cast<int32_t>(step_adapters_.size()) - 1;
-  }
+                   [](const auto& a, const auto& b) { return a->adapter.slot() < b->adapter.slot(); });
   BatchPlan plan;
   std::vector<Request*> in_plan;
   for (auto& r : running_) {
@@ -526,22 +514,20 @@ void Scheduler::RunStep() {
       sp.query_len = 1;
       sp.needs_logits = true;
     }
-    if (r->adapter_slot >= 0) {
-      if (!plan.adapter_segments.empty() && plan.adapter_segments.back().slot == r->adapter_slot &&
+    if (const int32_t slot = r->adapter.slot(); slot >= 0) {
+      if (!plan.adapter_segments.empty() && plan.adapter_segments.back().slot == slot &&
           plan.adapter_segments.back().row_begin + plan.adapter_segments.back().row_count == sp.query_begin) {
         plan.adapter_segments.back().row_count += sp.query_len;
       } else {
-        plan.adapter_segments.push_back({sp.query_begin, sp.query_len, r->adapter_slot});
+        plan.adapter_segments.push_back({sp.query_begin, sp.query_len, slot});
       }
     }
     plan.sequences.push_back(std::move(sp));
     in_plan.push_back(r.get());
   }
-  slot_ops_.clear();
-  for (const Adapter* a : step_adapters_) slot_ops_.push_back(AdapterOpOf(a->kind));
-  absl::StatusOr<PlanView> view = builder_.Build(plan, slot_ops_);
+  absl::StatusOr<PlanView> view = builder_.Build(plan, engine_->slot_ops());
   absl::StatusOr<absl::Span<const float>> logits =
-      view.ok() ? engine_->Step(*view, step_adapters_) : absl::StatusOr<absl::Span<const float>>(view.status());
+      view.ok() ? engine_->Step(*view) : absl::StatusOr<absl::Span<const float>>(view.status());
   if (!logits.ok()) {
     const absl::Status& s = logits.status();
     spdlog::error("engine step failed for {} request(s): {}", running_.size(), s.ToString());

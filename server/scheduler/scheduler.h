@@ -187,9 +187,7 @@ class Scheduler {
   // KV pages: read-only fields (num_blocks, block_size) are immutable.
   KvBlockManager kv_;
   PlanBuilder builder_;  // flattens each step's BatchPlan for the engine
-  std::vector<AdapterOp> slot_ops_;  // op family of each step_adapters_ entry
   std::map<std::string, double> served_tokens_;  // per tenant, for fairness
-  std::vector<const Adapter*> step_adapters_;    // slot table of the step
 
   std::atomic<int32_t> kv_blocks_used_{0};
   std::atomic<int64_t> preemptions_{0};

@@ -1,13 +1,15 @@
 #include "server/serving/serving_flags.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "adapters/adapter_registry.h"
+#include "server/serving/startup_adapters.h"
 #include "kernels/supported_shapes.h"
+#include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model, "", "HF model folder (config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine; 0 uses every core");
@@ -33,7 +35,13 @@ ABSL_FLAG(int64_t, quant_group_size, 128,
 ABSL_FLAG(
     std::vector<std::string>, adapter, {},
     "NAME=DIR of a peft adapter folder to serve as NAME; repeat the flag (or separate with commas) for more");
-ABSL_FLAG(int, max_adapter_rank, 64, "largest LoRA rank accepted");
+ABSL_FLAG(int, max_lora_rank, 64,
+          "largest LoRA rank accepted: the adapter pool's Rmax (every slot holds a LoRA of this rank, and DiaBlo "
+          "blocks of at most that size)");
+ABSL_FLAG(std::optional<int>, max_adapter_rank, std::nullopt, "deprecated name of --max-lora-rank");
+ABSL_FLAG(int, adapter_slots, 0,
+          "adapter pool slots (adapters resident at once), start-up adapters included; 0: one per --adapter, "
+          "plus as many uploaded ones as --adapter-cache-mb holds");
 ABSL_FLAG(int64_t, max_adapter_mb, 1024, "largest adapter_model.safetensors accepted, in MiB");
 
 namespace tessera {
@@ -65,15 +73,23 @@ absl::StatusOr<ServingOptions> ServingOptionsFromFlags() {
     if (!a.ok()) return a.status();
     so.adapters.push_back(*a);
   }
-  if (absl::GetFlag(FLAGS_max_adapter_rank) < 1 || absl::GetFlag(FLAGS_max_adapter_mb) < 1) {
-    return absl::InvalidArgumentError("--max-adapter-rank and --max-adapter-mb must be positive");
+  int max_rank = absl::GetFlag(FLAGS_max_lora_rank);
+  if (const std::optional<int> old = absl::GetFlag(FLAGS_max_adapter_rank)) {
+    spdlog::warn("--max-adapter-rank is deprecated; use --max-lora-rank");
+    max_rank = *old;
   }
-  if (absl::GetFlag(FLAGS_max_adapter_rank) > kMaxLoraRank) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max-adapter-rank ", absl::GetFlag(FLAGS_max_adapter_rank), " is over ", kMaxLoraRank,
-                     ", the largest rank the kernels support"));
+  if (max_rank < 1 || absl::GetFlag(FLAGS_max_adapter_mb) < 1) {
+    return absl::InvalidArgumentError("--max-lora-rank and --max-adapter-mb must be positive");
   }
-  so.adapter_limits.max_rank = absl::GetFlag(FLAGS_max_adapter_rank);
+  if (max_rank > kMaxLoraRank) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-lora-rank ", max_rank, " is over ", kMaxLoraRank,
+                                                   ", the largest rank the kernels support"));
+  }
+  if (absl::GetFlag(FLAGS_adapter_slots) < 0) {
+    return absl::InvalidArgumentError("--adapter-slots must be >= 0 (0: sized from --adapter-cache-mb)");
+  }
+  so.adapter_limits.max_rank = max_rank;
+  so.adapter_slots = absl::GetFlag(FLAGS_adapter_slots);
   so.adapter_limits.max_file_bytes = absl::GetFlag(FLAGS_max_adapter_mb) << 20;
   return so;
 }

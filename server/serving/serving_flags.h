@@ -10,7 +10,8 @@ namespace tessera {
 
 // Reads --model, --threads, --max-batch-size, --max-queue,
 // --max-new-tokens-limit, --kv-cache-tokens, --kv-block-size, --quantize,
-// --quant-group-size, --adapter, --max-adapter-rank and --max-adapter-mb;
+// --quant-group-size, --adapter, --max-lora-rank, --adapter-slots and
+// --max-adapter-mb;
 // fails on values that cannot work.
 absl::StatusOr<ServingOptions> ServingOptionsFromFlags();
 

@@ -47,6 +47,39 @@ std::vector<int32_t> CollectEosIds(const Model& model, const Tokenizer& tokenize
   return ids;
 }
 
+namespace {
+
+absl::StatusOr<std::unique_ptr<AdapterPool>> CreateAdapterPool(const ServingOptions& o, const ModelConfig& c) {
+  const int32_t rank = o.adapter_limits.max_rank;
+  const int64_t slot_bytes = AdapterPool::SlotBytes(c, rank);
+  const int32_t startup = static_cast<int32_t>(o.adapters.size());
+  int32_t slots = o.adapter_slots;
+  if (slots < 0) return absl::InvalidArgumentError(absl::StrCat("--adapter-slots must be >= 0, got ", slots));
+  if (slots == 0) {
+    // Every start-up adapter, and with a store as many uploaded ones as the
+    // memory budget holds (at least one, at most kMaxAutoSlots).
+    constexpr int64_t kMaxAutoSlots = 512;
+    const int64_t stored = o.data_dir.empty() ? 0 : std::clamp<int64_t>(o.adapter_cache_bytes / slot_bytes, 1, kMaxAutoSlots);
+    slots = static_cast<int32_t>(std::max<int64_t>(1, startup + stored));
+  } else if (!o.data_dir.empty() && slots <= startup) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--adapter-slots ", slots, " leaves no slot for uploaded adapters beside the ", startup,
+        " start-up adapter(s); raise it to at least ", startup + 1, " (or 0 to size it from --adapter-cache-mb)"));
+  }
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<AdapterPool> pool, AdapterPool::Create(c, {slots, rank}));
+  spdlog::info("adapter pool: {} slot(s) of {:.1f} MiB (LoRA rank up to {}), {:.1f} MiB", slots,
+               slot_bytes / 1048576.0, rank, pool->bytes() / 1048576.0);
+  if (!o.data_dir.empty() && slots - startup < o.max_batch_size) {
+    spdlog::warn("adapter pool: {} slot(s) for uploaded adapters, fewer than --max-batch-size {}: requests for "
+                 "more distinct adapters than that wait for a slot (raise --adapter-slots or --adapter-cache-mb, "
+                 "or lower --max-lora-rank)",
+                 slots - startup, o.max_batch_size);
+  }
+  return pool;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOptions& o) {
   if (o.model_dir.empty()) {
     return absl::InvalidArgumentError("no model given: pass --model DIR (an HF model folder)");
@@ -76,11 +109,6 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   }
 
   stack->adapter_limits = o.adapter_limits;
-  stack->adapters = std::make_unique<AdapterRegistry>();
-  for (const auto& [name, dir] : o.adapters) {
-    absl::Status s = stack->adapters->Load(name, dir, c, o.adapter_limits);
-    if (!s.ok() && (o.fail_on_bad_adapter || s.code() == absl::StatusCode::kAlreadyExists)) return s;
-  }
   if (!o.data_dir.empty()) {
     absl::StatusOr<std::unique_ptr<AdapterStore>> store = AdapterStore::Open(o.data_dir);
     if (!store.ok()) return store.status();
@@ -94,12 +122,19 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   // Stored adapters load lazily through the cache: "@ID" keys; the file
   // hashes are checked on every load, so a corrupted entry is quarantined
   // instead of served.
+  TESSERA_ASSIGN_OR_RETURN(stack->pool, CreateAdapterPool(o, c));
   const ServingStack* self = stack.get();
   stack->cache = std::make_unique<AdapterCache>(
-      o.adapter_cache_bytes, [self](const std::string& key) { return self->LoadAdapterByKey(key); },
+      stack->pool.get(), [self](const std::string& key) { return self->LoadAdapterByKey(key); },
       o.adapter_cache_observer);
-  for (const std::shared_ptr<const Adapter>& a : stack->adapters->all())
-    stack->cache->AddPermanent(a->name, a);
+  stack->startup_adapters = std::make_unique<StartupAdapters>();
+  for (const auto& [name, dir] : o.adapters) {
+    absl::Status s = stack->startup_adapters->Load(name, dir, c, o.adapter_limits, *stack->cache);
+    if (!s.ok() && (o.fail_on_bad_adapter || s.code() == absl::StatusCode::kAlreadyExists ||
+                    s.code() == absl::StatusCode::kResourceExhausted)) {
+      return s;
+    }
+  }
 
   // Effective context limit, and the KV cache that serves it.
   const int64_t trained = c.max_position_embeddings;
@@ -186,6 +221,7 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   // row per running sequence.
   eo.max_step_tokens = std::max(o.max_step_tokens, o.max_batch_size);
   eo.max_seqs = o.max_batch_size;
+  eo.adapter_pool = stack->pool.get();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*stack->model, eo);
   if (!engine.ok()) return engine.status();
   stack->engine = *std::move(engine);
@@ -213,11 +249,7 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
 std::string StoredAdapterKey(const std::string& id) { return "@" + id; }
 
 absl::StatusOr<std::shared_ptr<const Adapter>> ServingStack::LoadAdapterByKey(const std::string& key) const {
-  if (key.empty() || key[0] != '@') {
-    absl::StatusOr<int32_t> slot = adapters->Resolve(key);
-    if (!slot.ok()) return slot.status();
-    return adapters->all()[*slot];
-  }
+  if (key.empty() || key[0] != '@') return startup_adapters->Reload(key, model->config, adapter_limits);
   std::optional<StoredAdapter> e = store ? store->FindById(key.substr(1)) : std::nullopt;
   if (!e)
     return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
@@ -241,7 +273,7 @@ v1::ServerInfoResponse ServingStack::Info() const {
   info.set_context_limit_reason(context_limit_reason);
   info.set_vocab_size(c.vocab_size);
   for (const char* kind : {"lora", "seal", "road", "diablo"}) info.add_adapter_kinds(kind);
-  for (int32_t slot = 0; slot < adapters->size(); ++slot) info.add_loaded_adapters(adapters->at(slot).name);
+  for (const std::string& name : startup_adapters->Names()) info.add_loaded_adapters(name);
   info.set_version(Version());
   info.set_max_batch_size(scheduler->options().max_batch_size);
   info.set_max_new_tokens_limit(scheduler->options().max_new_tokens_limit);

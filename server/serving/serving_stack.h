@@ -10,14 +10,15 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/adapter_cache.h"
+#include "adapters/adapter_pool.h"
 #include "model/generation_config.h"
-#include "adapters/adapter_registry.h"
 #include "adapters/adapter_store.h"
 #include "adapters/watermark_vault.h"
 #include "server/engine/engine.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "server/scheduler/scheduler.h"
+#include "server/serving/startup_adapters.h"
 #include "tessera/v1/inference.pb.h"
 
 namespace tessera {
@@ -43,13 +44,17 @@ struct ServingOptions {
   bool allow_context_extension = false;
   QuantOptions quant;                                         // default int4, group 128
   std::vector<std::pair<std::string, std::string>> adapters;  // NAME, DIR
-  AdapterLimits adapter_limits;
+  AdapterLimits adapter_limits;  // max_rank is the pool's Rmax (--max-lora-rank)
+  // Adapter pool slots, start-up adapters included; 0: one per start-up
+  // adapter, plus (with a data_dir) as many as adapter_cache_bytes holds.
+  int32_t adapter_slots = 0;
   // A failed adapter is logged and requests for it get its error; with this
   // set, it fails the whole stack instead (offline batch).
   bool fail_on_bad_adapter = false;
   // Durable adapter store (uploads); empty: start-up adapters only.
   std::string data_dir;
-  // Resident cache budget for stored adapters (start-up ones are extra).
+  // Memory for the pool slots of stored adapters when adapter_slots is 0
+  // (start-up ones are extra).
   int64_t adapter_cache_bytes = int64_t{1} << 30;
   // Metrics hooks (may be empty); they must outlive the stack.
   Scheduler::Observer scheduler_observer;
@@ -59,10 +64,11 @@ struct ServingOptions {
 struct ServingStack {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<AdapterRegistry> adapters;  // start-up adapters (--adapter)
-  std::unique_ptr<AdapterStore> store;        // null without data_dir
-  std::unique_ptr<WatermarkVault> vault;      // null without data_dir
-  std::unique_ptr<AdapterCache> cache;        // start-up adapters are permanent entries keyed by name
+  std::unique_ptr<AdapterStore> store;     // null without data_dir
+  std::unique_ptr<WatermarkVault> vault;   // null without data_dir
+  std::unique_ptr<AdapterPool> pool;       // the slots the engine reads; before the cache and engine
+  std::unique_ptr<AdapterCache> cache;     // start-up adapters are permanent entries keyed by name
+  std::unique_ptr<StartupAdapters> startup_adapters;  // --adapter
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)
   int32_t context_length = 0;

@@ -12,14 +12,40 @@
 namespace tessera {
 namespace {
 
-std::shared_ptr<const Adapter> FakeAdapter(const std::string& name, int64_t bytes) {
+// One layer, hidden 8: q is [8, 8].
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.vocab_size = 32;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  return c;
+}
+
+// A LoRA of `rank` on q only, every value `value`.
+std::shared_ptr<const Adapter> FakeAdapter(const std::string& name, float value = 1, int32_t rank = 2) {
   auto a = std::make_shared<Adapter>();
   a->name = name;
-  a->parameter_bytes = bytes;
+  a->parameter_bytes = 100;
+  a->num_layers = 1;
+  a->modules.resize(kNumLinearModules);
+  LoraModule lora;
+  lora.rank = rank;
+  lora.a.assign(rank * 8, value);
+  lora.b.assign(8 * rank, value);
+  a->modules[static_cast<int>(LinearModule::kQ)].lora = std::move(lora);
   return a;
 }
 
-// A loader that counts calls and can be held until released.
+std::unique_ptr<AdapterPool> Pool(int32_t slots, int32_t max_rank = 4) {
+  return *AdapterPool::Create(TinyConfig(), {slots, max_rank});
+}
+
+// A loader that counts calls and can be held until released. Keys starting
+// with "bad" are corrupt, "flaky" fails once, "huge" has rank 8.
 class FakeLoader {
  public:
   AdapterCache::Loader loader() {
@@ -29,7 +55,8 @@ class FakeLoader {
       cv_.wait(lock, [&] { return !hold_; });
       if (key.rfind("bad", 0) == 0) return absl::DataLossError(absl::StrCat(key, " is corrupt"));
       if (key.rfind("flaky", 0) == 0 && calls_.load() == 1) return absl::UnavailableError("disk hiccup");
-      return FakeAdapter(key, 100);
+      if (key.rfind("huge", 0) == 0) return FakeAdapter(key, 1, 8);
+      return FakeAdapter(key, static_cast<float>(key.size()));
     };
   }
   void Hold() {
@@ -51,21 +78,22 @@ class FakeLoader {
 };
 
 AdapterPin PinWhenResident(AdapterCache& cache, const std::string& key) {
-  EXPECT_TRUE(cache.Prefetch(key, 100, absl::Seconds(10)).ok());
-  auto pin = cache.TryPin(key, 100);
+  EXPECT_TRUE(cache.Prefetch(key, absl::Seconds(10)).ok());
+  auto pin = cache.TryPin(key);
   EXPECT_TRUE(pin.ok()) << pin.status();
-  return pin.ok() ? *pin : nullptr;
+  return pin.ok() ? *pin : AdapterPin();
 }
 
 TEST(AdapterCacheTest, ConcurrentFirstUsesLoadOnce) {
   FakeLoader loader;
   loader.Hold();
-  AdapterCache cache(1000, loader.loader());
+  auto pool = Pool(10);
+  AdapterCache cache(pool.get(), loader.loader());
   std::vector<std::thread> threads;
   std::atomic<int> not_resident{0};
   for (int i = 0; i < 16; ++i) {
     threads.emplace_back([&] {
-      auto pin = cache.TryPin("a", 100);
+      auto pin = cache.TryPin("a");
       if (!pin.ok() && IsNotResident(pin.status())) not_resident.fetch_add(1);
     });
   }
@@ -73,72 +101,104 @@ TEST(AdapterCacheTest, ConcurrentFirstUsesLoadOnce) {
   EXPECT_EQ(not_resident.load(), 16);
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kLoading);
   loader.Release();
-  ASSERT_TRUE(cache.Prefetch("a", 100, absl::Seconds(10)).ok());
+  ASSERT_TRUE(cache.Prefetch("a", absl::Seconds(10)).ok());
   EXPECT_EQ(loader.calls(), 1);
   EXPECT_EQ(cache.stats().loads, 1);
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kResident);
 }
 
-TEST(AdapterCacheTest, PinnedAdaptersAreNeverEvictedAndTheBudgetHolds) {
+TEST(AdapterCacheTest, PinnedAdaptersAreNeverEvictedAndTheSlotsHold) {
   FakeLoader loader;
-  AdapterCache cache(200, loader.loader());  // two adapters of 100 bytes
+  auto pool = Pool(2);
+  AdapterCache cache(pool.get(), loader.loader());
   AdapterPin a = PinWhenResident(cache, "a");
   AdapterPin b = PinWhenResident(cache, "b");
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kPinned);
+  EXPECT_NE(a.slot(), b.slot());
   // A third cannot start loading while both are pinned.
-  auto c = cache.TryPin("c", 100);
+  auto c = cache.TryPin("c");
   ASSERT_FALSE(c.ok());
   EXPECT_TRUE(IsNotResident(c.status()));
   EXPECT_EQ(cache.StateOf("c"), AdapterCache::State::kAbsent);
   EXPECT_EQ(loader.calls(), 2);
-  // Releasing a makes it the LRU victim for c.
+  // Releasing a makes it the LRU victim for c, which takes its slot.
+  const int32_t a_slot = a.slot();
   a.reset();
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kResident);
   AdapterPin cp = PinWhenResident(cache, "c");
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kAbsent);
   EXPECT_EQ(cache.StateOf("b"), AdapterCache::State::kPinned);
   EXPECT_EQ(cache.stats().evictions, 1);
-  EXPECT_LE(cache.stats().resident_bytes, 200);
+  EXPECT_EQ(cp.slot(), a_slot);
+  EXPECT_EQ(cache.stats().free_slots, 0);
   EXPECT_EQ(b->name, "b");
   EXPECT_EQ(cp->name, "c");
 }
 
-TEST(AdapterCacheTest, NoEvictionWhenItCannotMakeEnoughRoom) {
+TEST(AdapterCacheTest, NothingIsEvictedWhileEverySlotIsPinned) {
   FakeLoader loader;
-  AdapterCache cache(250, loader.loader());  // 2.5 adapters of 100 bytes
+  auto pool = Pool(2);
+  AdapterCache cache(pool.get(), loader.loader());
   AdapterPin a = PinWhenResident(cache, "a");
   AdapterPin b = PinWhenResident(cache, "b");
   b.reset();  // b is evictable, a is pinned
-  // c fits after evicting b: evicted.
   AdapterPin c = PinWhenResident(cache, "c");
   EXPECT_EQ(cache.StateOf("b"), AdapterCache::State::kAbsent);
   c.reset();
-  // With a pinned and only c evictable, d fits (a + d = 200): c goes.
   AdapterPin d = PinWhenResident(cache, "d");
   EXPECT_EQ(cache.StateOf("c"), AdapterCache::State::kAbsent);
-  // Both pinned: e does not fit, and nothing unpinned is thrown away for it.
-  auto e = cache.TryPin("e", 100);
+  // Both pinned: e waits, and nothing is thrown away for it.
+  auto e = cache.TryPin("e");
   EXPECT_TRUE(IsNotResident(e.status()));
   EXPECT_EQ(cache.stats().evictions, 2);
   EXPECT_EQ(cache.StateOf("e"), AdapterCache::State::kAbsent);
 }
 
-TEST(AdapterCacheTest, ErasedPinnedAdapterKeepsItsBytesCountedUntilUnpinned) {
+TEST(AdapterCacheTest, ThePinnedSlotHoldsTheAdaptersWeightsUntilEvicted) {
   FakeLoader loader;
-  AdapterCache cache(200, loader.loader());
+  auto pool = Pool(1);
+  AdapterCache cache(pool.get(), loader.loader());
+  AdapterPin ab = PinWhenResident(cache, "ab");  // every value 2
+  ASSERT_EQ(ab.slot(), 0);
+  ASSERT_EQ(pool->op_of(0), AdapterOp::kLowRank);
+  const LoraSlotWeights& w = pool->lora(0, LinearModule::kQ)[0];
+  ASSERT_NE(w.a, nullptr);
+  EXPECT_EQ(w.rank, 2);
+  EXPECT_EQ(w.a[0], 2.0f);
+  EXPECT_EQ(w.b[15], 2.0f);
+  EXPECT_EQ(pool->lora(0, LinearModule::kK)[0].a, nullptr);  // not targeted
+  EXPECT_TRUE(ab->modules.empty());  // the cache keeps metadata; the weights are in the slot
+  ab.reset();
+  AdapterPin abc = PinWhenResident(cache, "abc");  // evicts ab, every value 3
+  EXPECT_EQ(abc.slot(), 0);
+  EXPECT_EQ(pool->lora(0, LinearModule::kQ)[0].a[0], 3.0f);
+  abc.reset();
+  cache.Erase("abc");
+  EXPECT_FALSE(pool->op_of(0));  // a freed slot is cleared
+  EXPECT_EQ(pool->lora(0, LinearModule::kQ)[0].a, nullptr);
+}
+
+TEST(AdapterCacheTest, ErasedPinnedAdapterKeepsItsSlotUntilUnpinned) {
+  FakeLoader loader;
+  auto pool = Pool(2);
+  AdapterCache cache(pool.get(), loader.loader());
   AdapterPin a = PinWhenResident(cache, "a");
   cache.Erase("a");
   EXPECT_EQ(cache.stats().resident_bytes, 100);
-  EXPECT_EQ(cache.TryPin("a", 100).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(cache.stats().free_slots, 1);
+  EXPECT_TRUE(pool->op_of(a.slot()));
+  EXPECT_EQ(cache.TryPin("a").status().code(), absl::StatusCode::kNotFound);
   a.reset();
   EXPECT_EQ(cache.stats().resident_bytes, 0);
+  EXPECT_EQ(cache.stats().free_slots, 2);
 }
 
 TEST(AdapterCacheTest, TransientLoadFailuresAreRetried) {
   FakeLoader loader;
-  AdapterCache cache(1000, loader.loader());
+  auto pool = Pool(10);
+  AdapterCache cache(pool.get(), loader.loader());
   // The first load fails with a transient error; the waiter's retry loads it.
-  EXPECT_TRUE(cache.Prefetch("flaky", 100, absl::Seconds(10)).ok());
+  EXPECT_TRUE(cache.Prefetch("flaky", absl::Seconds(10)).ok());
   EXPECT_EQ(loader.calls(), 2);
   EXPECT_EQ(cache.stats().load_failures, 1);
   EXPECT_EQ(cache.StateOf("flaky"), AdapterCache::State::kResident);
@@ -146,7 +206,8 @@ TEST(AdapterCacheTest, TransientLoadFailuresAreRetried) {
 
 TEST(AdapterCacheTest, ErasedAdapterStaysValidForItsPinHolders) {
   FakeLoader loader;
-  AdapterCache cache(1000, loader.loader());
+  auto pool = Pool(10);
+  AdapterCache cache(pool.get(), loader.loader());
   AdapterPin a = PinWhenResident(cache, "a");
   cache.Erase("a");
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kAbsent);
@@ -158,41 +219,58 @@ TEST(AdapterCacheTest, ErasedAdapterStaysValidForItsPinHolders) {
 
 TEST(AdapterCacheTest, FailedLoadIsReportedToEveryWaiter) {
   FakeLoader loader;
-  AdapterCache cache(1000, loader.loader());
-  auto first = cache.TryPin("bad-1", 100);
+  auto pool = Pool(10);
+  AdapterCache cache(pool.get(), loader.loader());
+  auto first = cache.TryPin("bad-1");
   EXPECT_TRUE(IsNotResident(first.status()));
-  absl::Status s = cache.Prefetch("bad-1", 100, absl::Seconds(10));
+  absl::Status s = cache.Prefetch("bad-1", absl::Seconds(10));
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
-  EXPECT_EQ(cache.TryPin("bad-1", 100).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(cache.TryPin("bad-1").status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(loader.calls(), 1);
   EXPECT_EQ(cache.stats().load_failures, 1);
 }
 
-TEST(AdapterCacheTest, TooLargeForTheBudgetIsResourceExhausted) {
+TEST(AdapterCacheTest, AnAdapterThatDoesNotFitASlotFailsItsLoadAndFreesTheSlot) {
   FakeLoader loader;
-  AdapterCache cache(50, loader.loader());
-  auto pin = cache.TryPin("a", 100);
-  EXPECT_EQ(pin.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_NE(pin.status().message().find("--adapter-cache-mb"), std::string::npos) << pin.status();
-  EXPECT_EQ(loader.calls(), 0);
+  auto pool = Pool(1, /*max_rank=*/4);
+  AdapterCache cache(pool.get(), loader.loader());
+  absl::Status s = cache.Prefetch("huge", absl::Seconds(10));  // rank 8
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("--max-lora-rank 4"), std::string::npos) << s;
+  EXPECT_EQ(cache.stats().free_slots, 1);
+  EXPECT_FALSE(pool->op_of(0));
+  AdapterPin a = PinWhenResident(cache, "a");
+  EXPECT_EQ(a.slot(), 0);
 }
 
-TEST(AdapterCacheTest, PermanentAdaptersAreAlwaysResident) {
+TEST(AdapterCacheTest, PermanentAdaptersKeepTheirSlots) {
   FakeLoader loader;
-  AdapterCache cache(100, loader.loader());
-  cache.AddPermanent("startup", FakeAdapter("startup", 1000));
-  auto pin = cache.TryPin("startup", 1000);
+  auto pool = Pool(2);
+  AdapterCache cache(pool.get(), loader.loader());
+  ASSERT_TRUE(cache.AddPermanent("startup", FakeAdapter("startup")).ok());
+  EXPECT_EQ(cache.AddPermanent("startup", FakeAdapter("startup")).code(), absl::StatusCode::kAlreadyExists);
+  auto pin = cache.TryPin("startup");
   ASSERT_TRUE(pin.ok()) << pin.status();
   EXPECT_EQ((*pin)->name, "startup");
+  const int32_t slot = pin->slot();
   pin->reset();
-  AdapterPin a = PinWhenResident(cache, "a");  // the budget ignores permanent ones
+  AdapterPin a = PinWhenResident(cache, "a");
+  a.reset();
+  AdapterPin b = PinWhenResident(cache, "b");  // evicts a, never the permanent one
   EXPECT_EQ(cache.StateOf("startup"), AdapterCache::State::kResident);
-  EXPECT_EQ(loader.calls(), 1);
+  EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kAbsent);
+  EXPECT_NE(b.slot(), slot);
+  EXPECT_EQ(loader.calls(), 2);
+  // No slot left for another permanent one.
+  absl::Status full = cache.AddPermanent("second", FakeAdapter("second"));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("--adapter-slots"), std::string::npos) << full;
 }
 
 TEST(AdapterCacheTest, ListenerFiresOnLoadAndUnpin) {
   FakeLoader loader;
-  AdapterCache cache(1000, loader.loader());
+  auto pool = Pool(10);
+  AdapterCache cache(pool.get(), loader.loader());
   std::atomic<int> fired{0};
   cache.SetListener([&] { fired.fetch_add(1); });
   AdapterPin a = PinWhenResident(cache, "a");

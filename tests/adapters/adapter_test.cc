@@ -4,8 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
-#include "adapters/adapter_registry.h"
+#include "adapters/adapter_pool.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/vector_isa.h"
 #include "server/engine/engine.h"
@@ -61,24 +62,35 @@ class AdapterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     base_ = LoadBase().release();
-    registry_ = new AdapterRegistry();
+    // Slots in reverse order of kAdapters, so no adapter sits in slot 0.
+    pool_ = AdapterPool::Create(base_->config, {static_cast<int32_t>(std::size(kAdapters)) + 1, 64})->release();
     for (const char* name : kAdapters) {
-      ASSERT_TRUE(registry_->Load(name, AdapterDir(name), base_->config, AdapterLimits{}).ok()) << name;
+      absl::StatusOr<std::shared_ptr<const Adapter>> a = LoadAdapter(name, AdapterDir(name), base_->config, {});
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(pool_->Write(Slot(name), **a).ok()) << name;
+      adapters_[name] = *a;
     }
   }
   static void TearDownTestSuite() {
-    delete registry_;
+    delete pool_;
     delete base_;
+    adapters_.clear();
   }
 
   static std::unique_ptr<Engine> MakeEngine(const Model& model) {
     EngineOptions eo;
     eo.num_threads = 2;
     eo.kv_cache_tokens = 16 * 64;
+    eo.adapter_pool = pool_;
     return *Engine::Create(model, eo);
   }
 
-  static int32_t Slot(const std::string& name) { return name.empty() ? -1 : *registry_->Resolve(name); }
+  static int32_t Slot(const std::string& name) {
+    for (size_t i = 0; i < std::size(kAdapters); ++i) {
+      if (name == kAdapters[i]) return static_cast<int32_t>(std::size(kAdapters) - i);
+    }
+    return -1;
+  }
 
   // Prompt p with adapter (or none): last-position logits and 16 greedy tokens.
   static std::pair<std::vector<float>, std::vector<int32_t>> Run(Engine& engine, int p,
@@ -94,7 +106,7 @@ class AdapterTest : public ::testing::Test {
       for (int32_t i = 0; i < plan.num_tokens(); ++i) plan.positions.push_back(kv_len + i);
       plan.sequences.push_back({0, plan.num_tokens(), kv_len, blocks, true});
       if (!adapter.empty()) plan.adapter_segments.push_back({0, plan.num_tokens(), Slot(adapter)});
-      EXPECT_TRUE(engine.Step(plan, &logits, registry_->Slots()).ok());
+      EXPECT_TRUE(engine.Step(plan, &logits).ok());
       kv_len += plan.num_tokens();
       if (step == 0) first = logits;
       greedy.push_back(ArgMax(logits.data(), 512));
@@ -103,10 +115,12 @@ class AdapterTest : public ::testing::Test {
   }
 
   static Model* base_;
-  static AdapterRegistry* registry_;
+  static AdapterPool* pool_;
+  static std::map<std::string, std::shared_ptr<const Adapter>> adapters_;
 };
 Model* AdapterTest::base_ = nullptr;
-AdapterRegistry* AdapterTest::registry_ = nullptr;
+AdapterPool* AdapterTest::pool_ = nullptr;
+std::map<std::string, std::shared_ptr<const Adapter>> AdapterTest::adapters_;
 
 TEST_F(AdapterTest, EachAdapterMatchesItsReference) {
   auto engine = MakeEngine(*base_);
@@ -122,8 +136,13 @@ TEST_F(AdapterTest, EachAdapterMatchesItsReference) {
 }
 
 TEST_F(AdapterTest, LoadedMetadata) {
-  EXPECT_EQ(registry_->Kinds(), (std::vector<std::string>{"diablo", "lora", "road"}));
-  const Adapter& lora = registry_->at(Slot("lora"));
+  EXPECT_EQ(adapters_["road"]->DisplayKind(), "road");
+  EXPECT_EQ(adapters_["diablo"]->DisplayKind(), "diablo");
+  EXPECT_EQ(pool_->op_of(Slot("diablo")), AdapterOp::kBlockDiagonal);
+  EXPECT_EQ(pool_->op_of(Slot("road")), AdapterOp::kRotation);
+  EXPECT_EQ(pool_->op_of(Slot("seal")), AdapterOp::kLowRank);
+  EXPECT_FALSE(pool_->op_of(0));
+  const Adapter& lora = *adapters_["lora"];
   EXPECT_EQ(lora.kind, AdapterKind::kLora);
   const auto& modules = testing::Expected()["adapters"]["lora"]["modules"];
   for (int layer = 0; layer < 2; ++layer) {
@@ -137,10 +156,44 @@ TEST_F(AdapterTest, LoadedMetadata) {
     }
   }
   // lora2 targets only q and v.
-  const Adapter& lora2 = registry_->at(Slot("lora2"));
+  const Adapter& lora2 = *adapters_["lora2"];
   EXPECT_TRUE(lora2.module(0, LinearModule::kQ).lora);
   EXPECT_FALSE(lora2.module(0, LinearModule::kK).targeted());
-  EXPECT_EQ(registry_->at(Slot("diablo")).module(1, LinearModule::kDown).diablo->d1, 30);
+  EXPECT_EQ(adapters_["diablo"]->module(1, LinearModule::kDown).diablo->d1, 30);
+  // The pool's copy of lora2: q targeted, k not.
+  EXPECT_EQ(pool_->lora(0, LinearModule::kQ)[Slot("lora2")].rank, lora2.module(0, LinearModule::kQ).lora->rank);
+  EXPECT_EQ(pool_->lora(0, LinearModule::kK)[Slot("lora2")].a, nullptr);
+}
+
+TEST_F(AdapterTest, APlanNamingAnEmptySlotOrTheWrongKindIsRefused) {
+  auto engine = MakeEngine(*base_);
+  testing::KvPages pages(*engine);
+  BatchPlan plan;
+  plan.token_ids = PromptIds(0);
+  for (int32_t i = 0; i < plan.num_tokens(); ++i) plan.positions.push_back(i);
+  plan.sequences.push_back({0, plan.num_tokens(), 0, *pages.Take(64), true});
+  plan.adapter_segments.push_back({0, plan.num_tokens(), 0});  // slot 0 is empty
+  std::vector<float> logits;
+  absl::Status s = engine->Step(plan, &logits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("names slot 0, which holds no adapter"), std::string::npos) << s;
+  // The builder files a segment under its slot's op family; a view that
+  // files a RoAd slot under low-rank is refused by the engine.
+  PlanBuilder builder(engine->plan_limits());
+  plan.adapter_segments[0].slot = Slot("road");
+  std::vector<AdapterOp> wrong(pool_->slot_ops().begin(), pool_->slot_ops().end());
+  wrong[Slot("road")] = AdapterOp::kLowRank;
+  absl::StatusOr<PlanView> view = builder.Build(plan, wrong);
+  ASSERT_TRUE(view.ok()) << view.status();
+  absl::StatusOr<absl::Span<const float>> out = engine->Step(*view);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("wrong op kind"), std::string::npos) << out.status();
+  // An engine without a pool runs no adapter at all.
+  EngineOptions eo;
+  eo.kv_cache_tokens = 16 * 64;
+  auto bare = *Engine::Create(*base_, eo);
+  s = bare->Step(plan, &logits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
 }
 
 TEST_F(AdapterTest, MixedBatchIsOneStepAndEveryRowMatchesItsSingleRequest) {
@@ -162,7 +215,7 @@ TEST_F(AdapterTest, MixedBatchIsOneStepAndEveryRowMatchesItsSingleRequest) {
     }
   }
   std::vector<float> logits;
-  ASSERT_TRUE(engine->Step(plan, &logits, registry_->Slots()).ok());
+  ASSERT_TRUE(engine->Step(plan, &logits).ok());
   for (size_t r = 0; r < rows.size(); ++r) {
     std::vector<float> row(logits.begin() + r * 512, logits.begin() + (r + 1) * 512);
     EXPECT_LE(MaxAbsDiff(row, ExpectedTensor(rows[r]["logits_key"].get<std::string>())), 1e-4f)
@@ -329,7 +382,7 @@ TEST(BadAdapterTest, EachGivesAClearError) {
   // Rank over the limit.
   CopyAdapter("lora2", d);
   msg = LoadError(d, AdapterLimits{8, int64_t{1} << 30});
-  EXPECT_NE(msg.find("rank 16 is over the limit of 8 (raise --max-adapter-rank)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rank 16 is over the limit of 8 (raise --max-lora-rank)"), std::string::npos) << msg;
 
   // File over the size limit.
   msg = LoadError(d, AdapterLimits{64, 1000});
@@ -379,30 +432,6 @@ TEST(LinearModulePathTest, ParsesOnlyWellFormedPathsAndNeverThrows) {
     EXPECT_FALSE(ParseLinearModulePath(bad, 2)) << bad;
   }
   EXPECT_FALSE(ParseLinearModulePath("model.layers.0." + std::string(100000, 'x'), 2));
-}
-
-TEST(AdapterRegistryTest, FailedAdaptersAreReportedAndOthersServe) {
-  auto base = LoadBase();
-  AdapterRegistry registry;
-  TempDir dir;
-  CopyAdapter("lora", dir.Join("bad"));
-  EditConfig(dir.Join("bad"), [](nlohmann::json& j) { j["bias"] = "lora_only"; });
-  EXPECT_TRUE(registry.Load("good", AdapterDir("lora"), base->config, {}).ok());
-  EXPECT_FALSE(registry.Load("bad", dir.Join("bad"), base->config, {}).ok());
-  EXPECT_EQ(registry.Load("good", AdapterDir("road"), base->config, {}).code(),
-            absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(*registry.Resolve("good"), 0);
-  auto bad = registry.Resolve("bad");
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(bad.status().message().find("failed to load at start-up: adapter 'bad': bias 'lora_only'"),
-            std::string::npos)
-      << bad.status();
-  auto unknown = registry.Resolve("other");
-  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(unknown.status().message().find("(loaded: good)"), std::string::npos) << unknown.status();
-  EXPECT_EQ(ParseAdapterSpec("a=/x")->second, "/x");
-  EXPECT_FALSE(ParseAdapterSpec("=x").ok());
-  EXPECT_FALSE(ParseAdapterSpec("a b=x").ok());
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "adapters/adapter.h"
+#include "adapters/adapter_pool.h"
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
 #include "model/model.h"
@@ -50,17 +50,13 @@ namespace {
 TEST(EngineAllocTest, StepAllocatesNothingAfterCreate) {
   auto model = LoadModel(testing::TinyLlamaModelDir());
   ASSERT_TRUE(model.ok()) << model.status();
-  std::vector<std::shared_ptr<const Adapter>> loaded;
+  auto pool = AdapterPool::Create((*model)->config, {4, 64});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  int32_t slot = 0;
   for (const char* kind : {"lora", "road", "diablo", "seal"}) {
     auto a = LoadAdapter(kind, testing::TinyLlamaDir() + "/adapters/" + kind, (*model)->config, AdapterLimits{});
     ASSERT_TRUE(a.ok()) << a.status();
-    loaded.push_back(*a);
-  }
-  std::vector<const Adapter*> slots;
-  std::vector<AdapterOp> slot_ops;
-  for (const auto& a : loaded) {
-    slots.push_back(a.get());
-    slot_ops.push_back(AdapterOpOf(a->kind));
+    ASSERT_TRUE((*pool)->Write(slot++, **a).ok());
   }
 
   EngineOptions eo;
@@ -68,6 +64,7 @@ TEST(EngineAllocTest, StepAllocatesNothingAfterCreate) {
   eo.kv_cache_tokens = 16 * 64;
   eo.max_step_tokens = 64;
   eo.max_seqs = 8;
+  eo.adapter_pool = pool->get();
   auto engine = Engine::Create(**model, eo);
   ASSERT_TRUE(engine.ok()) << engine.status();
   PlanBuilder builder((*engine)->plan_limits());
@@ -107,9 +104,9 @@ TEST(EngineAllocTest, StepAllocatesNothingAfterCreate) {
   g_allocations = 0;
   g_counting = true;
   for (const BatchPlan& p : plans) {
-    absl::StatusOr<PlanView> view = builder.Build(p, slot_ops);
+    absl::StatusOr<PlanView> view = builder.Build(p, (*engine)->slot_ops());
     if (!view.ok()) break;
-    absl::StatusOr<absl::Span<const float>> logits = (*engine)->Step(*view, slots);
+    absl::StatusOr<absl::Span<const float>> logits = (*engine)->Step(*view);
     if (!logits.ok()) break;
     logit_values += static_cast<int64_t>(logits->size());
   }

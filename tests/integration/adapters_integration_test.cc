@@ -562,8 +562,7 @@ TEST(AdapterStoreRestartTest, EveryAcknowledgedAdapterComesBackAndATruncatedOneI
 
 TEST(EvictionStormTest, TwoAdapterBudgetTwentyAdaptersFiveHundredRequestsNoMismatch) {
   // Twenty adapters of one resident size (copies of the two rank-8 LoRA
-  // fixtures, which have different weights), so that the budget holds
-  // exactly two of them.
+  // fixtures, which have different weights), and a pool of two slots.
   const char* const kStormKinds[] = {"lora", "seal"};
   testing::TempDir data;
   int64_t largest = 0, smallest = std::numeric_limits<int64_t>::max();
@@ -580,10 +579,8 @@ TEST(EvictionStormTest, TwoAdapterBudgetTwentyAdaptersFiveHundredRequestsNoMisma
   }
   ASSERT_EQ(largest, smallest);
   // Restart with room for two adapters only.
-  const double budget_mb = (2.0 * static_cast<double>(largest) + 0.5) / (1 << 20);
-  auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(),
-                                              {"--data-dir", data.path(), "--adapter-cache-mb",
-                                               absl::StrFormat("%.12f", budget_mb), "--max-batch-size", "8"});
+  auto server = testing::ServerProcess::Start(
+      testing::TinyLlamaModelDir(), {"--data-dir", data.path(), "--adapter-slots", "2", "--max-batch-size", "8"});
   ASSERT_NE(server, nullptr);
   auto client = ConnectOrDie(*server);
   std::vector<int> order(500);
@@ -612,6 +609,7 @@ TEST(EvictionStormTest, TwoAdapterBudgetTwentyAdaptersFiveHundredRequestsNoMisma
   EXPECT_GT(testing::SumSeries(m, "tessera_adapter_evictions_total", {}), 0);
   EXPECT_LE(testing::SumSeries(m, "tessera_adapter_resident_bytes", {}), 2.0 * largest);
   EXPECT_LE(testing::SumSeries(m, "tessera_adapters_resident", {}), 2);
+  EXPECT_EQ(testing::SumSeries(m, "tessera_adapter_slots", {}), 2);
   EXPECT_GE(testing::SumSeries(m, "tessera_adapter_loads_total", {{"result", "ok"}}), 20);
   EXPECT_TRUE(WaitMetric(*server, "tessera_kv_blocks_used", 0));
 }
