@@ -1,6 +1,6 @@
 // tessera: command-line client.
 //   tessera [--server ADDR] [--api-key KEY] [--json] COMMAND ...
-//   tessera generate --prompt TEXT [--stream] [--max-new-tokens N] [--temperature T] [--top-k K]
+//   tessera generate --prompt TEXT [--chat [--system TEXT]] [--stream] [--max-new-tokens N] [--temperature T] [--top-k K]
 //                    [--top-p P] [--seed S] [--stop S1,S2] [--ignore-eos] [--adapter REF]
 //   tessera info
 //   tessera adapters upload DIR --name NAME [--shared] [--description TEXT] [--kind KIND]
@@ -55,6 +55,9 @@ ABSL_FLAG(std::string, tls_key, "", "with --tls: the client certificate's privat
 ABSL_FLAG(double, connect_timeout, 10, "seconds to wait for the server to accept the connection");
 // generate
 ABSL_FLAG(std::string, prompt, "", "prompt text (generate, tokenize)");
+ABSL_FLAG(bool, chat, false,
+          "generate: send --prompt as a user message through the model's chat template (with --system first)");
+ABSL_FLAG(std::string, system, "", "generate --chat: a system message before the user's");
 ABSL_FLAG(bool, add_special_tokens, false, "tokenize: add the tokenizer's special tokens (BOS, ...)");
 ABSL_FLAG(std::vector<std::string>, ids, {}, "detokenize: token ids, comma-separated");
 ABSL_FLAG(bool, skip_special_tokens, false, "detokenize: leave special tokens out");
@@ -86,7 +89,7 @@ namespace {
 constexpr char kUsage[] =
     "Tessera command-line client.\n"
     "  tessera [--server ADDR] [--api-key KEY] [--json] COMMAND ...\n"
-    "  tessera generate --prompt TEXT [--stream] [--max-new-tokens N] [--temperature T]\n"
+    "  tessera generate --prompt TEXT [--chat [--system TEXT]] [--stream] [--max-new-tokens N] [--temperature T]\n"
     "                   [--top-k K] [--top-p P] [--seed S] [--stop A,B] [--ignore-eos]\n"
     "                   [--adapter REF]\n"
     "  tessera info\n"
@@ -268,7 +271,19 @@ class ProgressBar {
 
 int Generate(TesseraClient& client) {
   v1::GenerateRequest req;
-  req.set_text(absl::GetFlag(FLAGS_prompt));
+  if (absl::GetFlag(FLAGS_chat)) {
+    v1::Chat* chat = req.mutable_chat();
+    if (!absl::GetFlag(FLAGS_system).empty()) {
+      v1::ChatMessage* m = chat->add_messages();
+      m->set_role("system");
+      m->set_content(absl::GetFlag(FLAGS_system));
+    }
+    v1::ChatMessage* m = chat->add_messages();
+    m->set_role("user");
+    m->set_content(absl::GetFlag(FLAGS_prompt));
+  } else {
+    req.set_text(absl::GetFlag(FLAGS_prompt));
+  }
   v1::SamplingParams* s = req.mutable_sampling();
   s->set_max_new_tokens(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_max_new_tokens))));
   // Unset on the command line: the server's default (the model's
@@ -361,6 +376,7 @@ int Info(TesseraClient& client) {
             << "sampling:       temperature " << r->generation_defaults().temperature() << ", top_k "
             << r->generation_defaults().top_k() << ", top_p " << r->generation_defaults().top_p() << " ("
             << r->generation_defaults().source() << ") for requests that leave them unset\n"
+            << "chat template:  " << r->chat_template() << "\n"
             << "adapter kinds:  " << (r->adapter_kinds().empty() ? "(none)" : "");
   for (int i = 0; i < r->adapter_kinds_size(); ++i) std::cout << (i ? ", " : "") << r->adapter_kinds(i);
   std::cout << "\nadapters:       " << (r->loaded_adapters().empty() ? "(none)" : "");

@@ -228,7 +228,8 @@ int Run() {
   inference_limits.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
   inference_limits.max_requests_total = absl::GetFlag(FLAGS_max_requests_total);
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,
-                           (*stack)->Info(), inference_limits);
+                           (*stack)->Info(), inference_limits,
+                           (*stack)->chat_template ? &*(*stack)->chat_template : nullptr);
   UploadLimits upload_limits;
   upload_limits.max_per_tenant = absl::GetFlag(FLAGS_max_uploads_per_tenant);
   upload_limits.max_total = absl::GetFlag(FLAGS_max_uploads_total);

@@ -58,7 +58,7 @@ absl::Status ConvertAndSubmit(const Env& env, const Tenant& tenant_in, const grp
                               GenerationCallbacks callbacks) {
   const Tenant* tenant = &tenant_in;
   if (context.IsCancelled()) return absl::CancelledError("the call was cancelled before it started");
-  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer, env.limits);
+  absl::StatusOr<GenerationParams> params = ToGenerationParams(request, *env.tokenizer, env.limits, env.chat_template);
   if (!params.ok()) return params.status();
   params->tenant = tenant->id;
   if (!params->adapter_id.empty()) {
@@ -244,8 +244,9 @@ class WorkReactor final : public grpc::ServerUnaryReactor {
 
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
                                    const TenantDirectory* tenants, const AdapterCatalog* catalog,
-                                   v1::ServerInfoResponse info, InferenceLimits limits)
-    : env_{scheduler, tokenizer, tenants, catalog, limits.request, &inflight_},
+                                   v1::ServerInfoResponse info, InferenceLimits limits,
+                                   const ChatTemplate* chat_template)
+    : env_{scheduler, tokenizer, tenants, catalog, limits.request, &inflight_, chat_template},
       info_(std::move(info)),
       inflight_(limits.max_requests_per_tenant, limits.max_requests_total),
       workers_(limits.worker_threads) {}

@@ -70,9 +70,11 @@ class InflightCounter {
 class InferenceService final : public v1::Inference::CallbackService {
  public:
   // Every call is authenticated by tenants; adapter references are resolved
-  // (with access checks) by catalog. All must outlive the service.
+  // (with access checks) by catalog; chat requests are rendered with
+  // chat_template (null: refused). All must outlive the service.
   InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer, const TenantDirectory* tenants,
-                   const AdapterCatalog* catalog, v1::ServerInfoResponse info, InferenceLimits limits = {});
+                   const AdapterCatalog* catalog, v1::ServerInfoResponse info, InferenceLimits limits = {},
+                   const ChatTemplate* chat_template = nullptr);
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
                                      v1::GenerateResponse* response) override;
@@ -96,6 +98,7 @@ class InferenceService final : public v1::Inference::CallbackService {
     const AdapterCatalog* catalog;
     RequestLimits limits;
     InflightCounter* inflight;
+    const ChatTemplate* chat_template;
   };
 
  private:

@@ -3,11 +3,72 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "model/utf8.h"
 
 namespace tessera {
 
+namespace {
+
+// Tokenizes a prompt text after checking that it cannot exceed the limits.
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(absl::string_view text, const Tokenizer& tokenizer,
+                                                  const RequestLimits& limits, bool add_special,
+                                                  absl::string_view what) {
+  const int64_t bytes = static_cast<int64_t>(text.size());
+  if (bytes > limits.max_prompt_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is ", bytes, " bytes, over the limit of ",
+                                                   limits.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
+  }
+  const int64_t min_tokens = tokenizer.MinTokensForBytes(bytes);
+  if (limits.context_length > 0 && min_tokens > limits.context_length) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " of ", bytes, " bytes is at least ", min_tokens,
+                                                   " tokens, over the context length of ", limits.context_length,
+                                                   " tokens; shorten the prompt"));
+  }
+  return tokenizer.Encode(std::string_view(text.data(), text.size()), add_special);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const v1::Chat& chat, const Tokenizer& tokenizer,
+                                                const RequestLimits& limits, const ChatTemplate* chat_template) {
+  if (chat_template == nullptr) {
+    return absl::FailedPreconditionError(
+        "this model has no chat template (no chat_template in tokenizer_config.json and no chat_template.jinja); "
+        "send the prompt as text");
+  }
+  if (chat.messages().empty()) return absl::InvalidArgumentError("the chat has no messages");
+  if (chat.messages_size() > limits.max_chat_messages) {
+    return absl::InvalidArgumentError(absl::StrCat("the chat has ", chat.messages_size(),
+                                                   " messages, over the limit of ", limits.max_chat_messages));
+  }
+  std::vector<ChatMessage> messages;
+  int64_t bytes = 0;
+  for (const v1::ChatMessage& m : chat.messages()) {
+    if (m.role().empty() || m.role().size() > 64) {
+      return absl::InvalidArgumentError("every chat message needs a role of 1 to 64 bytes (user, assistant, ...)");
+    }
+    if (!IsValidUtf8(m.role()) || !IsValidUtf8(m.content())) {
+      return absl::InvalidArgumentError("chat messages must be valid UTF-8");
+    }
+    bytes += static_cast<int64_t>(m.role().size() + m.content().size());
+    if (bytes > limits.max_prompt_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("the chat's messages are over the limit of ",
+                                                     limits.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
+    }
+    messages.push_back({m.role(), m.content()});
+  }
+  absl::StatusOr<std::string> prompt = chat_template->Render(messages, /*add_generation_prompt=*/true);
+  if (!prompt.ok()) {
+    return absl::Status(prompt.status().code() == absl::StatusCode::kResourceExhausted
+                            ? absl::StatusCode::kResourceExhausted
+                            : absl::StatusCode::kInvalidArgument,
+                        prompt.status().message());
+  }
+  return EncodePrompt(*prompt, tokenizer, limits, /*add_special=*/false, "the rendered chat prompt");
+}
+
+}  // namespace
+
 absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& req, const Tokenizer& tokenizer,
-                                                    const RequestLimits& limits) {
+                                                    const RequestLimits& limits, const ChatTemplate* chat) {
   GenerationParams p;
   if (req.stopping().stop_size() > limits.max_stop_strings) {
     return absl::InvalidArgumentError(absl::StrCat("the request has ", req.stopping().stop_size(),
@@ -36,18 +97,13 @@ absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& r
       if (req.text().empty()) {
         return absl::InvalidArgumentError("prompt is empty: send prompt text or at least one token id");
       }
-      const int64_t bytes = static_cast<int64_t>(req.text().size());
-      if (bytes > limits.max_prompt_bytes) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt text is ", bytes, " bytes, over the limit of ",
-                                                       limits.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
-      }
-      const int64_t min_tokens = tokenizer.MinTokensForBytes(bytes);
-      if (limits.context_length > 0 && min_tokens > limits.context_length) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "prompt text of ", bytes, " bytes is at least ", min_tokens, " tokens, over the context length of ",
-            limits.context_length, " tokens; shorten the prompt"));
-      }
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(req.text());
+      absl::StatusOr<std::vector<int32_t>> ids = EncodePrompt(req.text(), tokenizer, limits, true, "prompt text");
+      if (!ids.ok()) return ids.status();
+      p.prompt_ids = *std::move(ids);
+      break;
+    }
+    case v1::GenerateRequest::kChat: {
+      absl::StatusOr<std::vector<int32_t>> ids = EncodeChat(req.chat(), tokenizer, limits, chat);
       if (!ids.ok()) return ids.status();
       p.prompt_ids = *std::move(ids);
       break;

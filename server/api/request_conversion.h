@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/status.h"
+#include "model/chat_template.h"
 #include "model/generation_config.h"
 #include "model/tokenizer.h"
 #include "server/scheduler/generation.h"
@@ -23,14 +24,17 @@ struct RequestLimits {
   int64_t context_length = 0;          // tokens; 0: not checked here (Scheduler::Submit checks)
   int32_t max_stop_strings = 16;       // --max-stop-strings
   int32_t max_stop_string_bytes = 256;  // --max-stop-string-bytes
+  int32_t max_chat_messages = 1024;     // messages of one chat request
   GenerationDefaults defaults;          // for unset sampling fields
 };
 
-// Checks the limits, tokenizes text prompts (after checking that the text
-// cannot exceed the context length, so encoding time is bounded), and fills
-// defaults for unset fields.
+// Checks the limits, renders chat requests with `chat` (null: the model has
+// no template, and chat requests are FAILED_PRECONDITION), tokenizes text
+// prompts (after checking that the text cannot exceed the context length, so
+// encoding time is bounded), and fills defaults for unset fields.
 absl::StatusOr<GenerationParams> ToGenerationParams(const v1::GenerateRequest& request,
-                                                    const Tokenizer& tokenizer, const RequestLimits& limits = {});
+                                                    const Tokenizer& tokenizer, const RequestLimits& limits = {},
+                                                    const ChatTemplate* chat = nullptr);
 
 v1::FinishReason ToProto(FinishReason reason);
 void FillResponse(const GenerationResult& result, v1::GenerateResponse* response);

@@ -101,6 +101,20 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
   absl::StatusOr<GenerationDefaults> defaults = ReadGenerationDefaults(o.model_dir);
   if (!defaults.ok()) return defaults.status();
   stack->generation_defaults = *std::move(defaults);
+  // A template that does not parse disables chat requests, not the server.
+  absl::StatusOr<std::optional<ChatTemplate>> chat = ChatTemplate::FromDir(o.model_dir);
+  if (!chat.ok()) {
+    spdlog::warn("chat requests are disabled: {}", std::string(chat.status().message()));
+    stack->chat_template_source = absl::StrCat("none: ", chat.status().message());
+  } else if (!chat->has_value()) {
+    stack->chat_template_source = "none: the model folder has no chat template";
+  } else {
+    stack->chat_template = *std::move(*chat);
+    stack->chat_template_source =
+        std::filesystem::exists(std::filesystem::path(o.model_dir) / "chat_template.jinja")
+            ? "chat_template.jinja"
+            : "tokenizer_config.json";
+  }
   const ModelConfig& c = stack->model->config;
   if (stack->tokenizer->vocab_size() > c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -287,6 +301,7 @@ v1::ServerInfoResponse ServingStack::Info() const {
   d->set_top_k(static_cast<uint32_t>(generation_defaults.top_k));
   d->set_top_p(generation_defaults.top_p);
   d->set_source(generation_defaults.source);
+  info.set_chat_template(chat_template_source);
   return info;
 }
 

@@ -5,12 +5,14 @@
 #define TESSERA_SERVER_SERVING_SERVING_STACK_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "adapters/adapter_cache.h"
 #include "adapters/adapter_pool.h"
+#include "model/chat_template.h"
 #include "model/generation_config.h"
 #include "adapters/adapter_store.h"
 #include "adapters/watermark_vault.h"
@@ -76,6 +78,10 @@ struct ServingStack {
   // What a request's unset sampling fields become (generation_config.json).
   GenerationDefaults generation_defaults;
   AdapterLimits adapter_limits;
+  // The model's chat template; unset when it has none or it failed to parse
+  // (chat_template_source says which).
+  std::optional<ChatTemplate> chat_template;
+  std::string chat_template_source;
 
   v1::ServerInfoResponse Info() const;
   // Reads an adapter by AdapterCache key: a start-up adapter's name, or a

@@ -382,6 +382,50 @@ TEST(RealTokenizerServerTest, TokenizeReturnsHfIdsForEveryFixtureTokenizer) {
       ++checked;
     }
     EXPECT_GE(checked, 20) << name;
+
+    // A chat request is the template's rendering (Python jinja2's, from the
+    // chat-template fixtures), tokenized without special tokens: the same
+    // prompt, and so the same greedy tokens, as those ids sent directly.
+    v1::GenerateRequest chat;
+    v1::ChatMessage* m = chat.mutable_chat()->add_messages();
+    m->set_role("user");
+    m->set_content("Hello!");
+    chat.mutable_sampling()->set_max_new_tokens(6);
+    chat.mutable_sampling()->set_temperature(0);
+    chat.mutable_stopping()->set_ignore_eos(true);
+    auto info = (*client)->ServerInfo();
+    ASSERT_TRUE(info.ok()) << info.status();
+    auto reply = (*client)->Generate(chat);
+    if (name == "gpt2" || name == "llama2") {  // their tokenizer_config.json has no template
+      EXPECT_EQ(reply.status().code(), absl::StatusCode::kFailedPrecondition) << name << ": " << reply.status();
+      EXPECT_NE(reply.status().message().find("no chat template"), std::string::npos) << reply.status();
+      EXPECT_EQ(info->chat_template(), "none: the model folder has no chat template");
+      continue;
+    }
+    EXPECT_EQ(info->chat_template(), "tokenizer_config.json") << name;
+    ASSERT_TRUE(reply.ok()) << name << ": " << reply.status();
+    const nlohmann::json rendered = nlohmann::json::parse(
+        testing::ReadFileOrDie(std::string(TESSERA_FIXTURES_DIR) + "/chat_templates/" + name + ".json"));
+    const auto& first = rendered["cases"][0];
+    ASSERT_EQ(first["messages"][0]["content"], "Hello!");
+    ASSERT_TRUE(first["add_generation_prompt"].get<bool>());
+    auto prompt_ids = (*client)->Tokenize(first["expected"].get<std::string>(), /*add_special_tokens=*/false);
+    ASSERT_TRUE(prompt_ids.ok()) << prompt_ids.status();
+    v1::GenerateRequest direct = chat;
+    direct.mutable_token_ids()->mutable_ids()->Assign(prompt_ids->begin(), prompt_ids->end());
+    auto expected_reply = (*client)->Generate(direct);
+    ASSERT_TRUE(expected_reply.ok()) << expected_reply.status();
+    EXPECT_EQ(reply->usage().prompt_tokens(), prompt_ids->size()) << name;
+    EXPECT_EQ(std::vector<int32_t>(reply->token_ids().begin(), reply->token_ids().end()),
+              std::vector<int32_t>(expected_reply->token_ids().begin(), expected_reply->token_ids().end()))
+        << name;
+    EXPECT_EQ(reply->token_ids_size(), 6);
+
+    // A chat without messages is INVALID_ARGUMENT.
+    chat.mutable_chat()->clear_messages();
+    reply = (*client)->Generate(chat);
+    EXPECT_EQ(reply.status().code(), absl::StatusCode::kInvalidArgument) << reply.status();
+    EXPECT_NE(reply.status().message().find("the chat has no messages"), std::string::npos) << reply.status();
   }
 }
 
