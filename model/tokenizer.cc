@@ -78,17 +78,35 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 // One pre-tokenizer stage: a regex split, then optionally the byte mapping.
 struct Tokenizer::PreTokenizerStep {
-  enum class Kind { kSplitIsolated, kSplitRemoved, kByteLevel };
+  // Split behaviours are HF's: what becomes of each match of the pattern.
+  enum class Kind {
+    kSplitIsolated, kSplitRemoved, kSplitMergedWithPrevious, kSplitMergedWithNext, kSplitContiguous, kByteLevel,
+    kMetaspace,
+    kSplitKeepMatches  // invert: the matches stay, the text between them goes
+  };
+  enum class Prepend { kAlways, kFirst, kNever };
   Kind kind;
   pcre2_code* regex = nullptr;  // null for ByteLevel without regex
   bool add_prefix_space = false;
+  // Metaspace: spaces become `replacement`, which is prepended per `prepend`
+  // (kFirst: only where the input starts); with `split`, each piece is cut
+  // before every replacement (HF's MergedWithNext).
+  std::string replacement;
+  Prepend prepend = Prepend::kAlways;
+  bool split = true;
+  bool invert = false;  // Split: the pattern's matches and the text between them swap roles
 
   ~PreTokenizerStep() {
     if (regex) pcre2_code_free(regex);
   }
 
-  // Splits each piece of *pieces in place.
-  absl::Status Apply(std::vector<std::string>* pieces) const {
+  // Splits each piece of *pieces in place; at_input_start: the first piece
+  // begins the input (not after an added token).
+  absl::Status Apply(std::vector<std::string>* pieces, bool at_input_start) const {
+    if (kind == Kind::kMetaspace) {
+      ApplyMetaspace(pieces, at_input_start);
+      return absl::OkStatus();
+    }
     std::vector<std::string> out;
     for (std::string& piece : *pieces) {
       if (kind == Kind::kByteLevel && add_prefix_space && !piece.empty() && piece[0] != ' ') {
@@ -98,6 +116,12 @@ struct Tokenizer::PreTokenizerStep {
         out.push_back(std::move(piece));
         continue;
       }
+      // (begin, end, is_match) spans covering the piece, as HF's find_matches.
+      struct Span {
+        size_t b, e;
+        bool match;
+      };
+      std::vector<Span> spans;
       pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex, nullptr);
       size_t start = 0, last = 0;
       const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
@@ -113,8 +137,8 @@ struct Tokenizer::PreTokenizerStep {
         }
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
         const size_t b = ov[0], e = ov[1];
-        if (b > last) out.push_back(piece.substr(last, b - last));
-        if (e > b && kind != Kind::kSplitRemoved) out.push_back(piece.substr(b, e - b));
+        if (b > last) spans.push_back({last, b, false});
+        if (e > b) spans.push_back({b, e, true});
         last = e;
         if (e == b) {  // empty match: step one code point
           if (e >= piece.size()) break;
@@ -126,10 +150,87 @@ struct Tokenizer::PreTokenizerStep {
         }
       }
       pcre2_match_data_free(md);
-      if (last < piece.size()) out.push_back(piece.substr(last));
+      if (last < piece.size()) spans.push_back({last, piece.size(), false});
+      if (invert) {
+        for (Span& s : spans) s.match = !s.match;
+      }
+      std::vector<Span> merged;
+      bool previous_match = false;
+      switch (kind) {
+        case Kind::kSplitRemoved:
+          for (const Span& s : spans) {
+            if (!s.match) merged.push_back(s);
+          }
+          break;
+        case Kind::kSplitKeepMatches:
+          for (const Span& s : spans) {
+            if (s.match) merged.push_back(s);
+          }
+          break;
+        case Kind::kSplitMergedWithPrevious:
+          for (const Span& s : spans) {
+            if (s.match && !previous_match && !merged.empty()) {
+              merged.back().e = s.e;
+            } else {
+              merged.push_back(s);
+            }
+            previous_match = s.match;
+          }
+          break;
+        case Kind::kSplitMergedWithNext:
+          for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
+            if (it->match && !previous_match && !merged.empty()) {
+              merged.back().b = it->b;
+            } else {
+              merged.push_back(*it);
+            }
+            previous_match = it->match;
+          }
+          std::reverse(merged.begin(), merged.end());
+          break;
+        case Kind::kSplitContiguous:
+          for (size_t k = 0; k < spans.size(); ++k) {
+            if (k > 0 && spans[k].match == previous_match) {
+              merged.back().e = spans[k].e;
+            } else {
+              merged.push_back(spans[k]);
+            }
+            previous_match = spans[k].match;
+          }
+          break;
+        default:
+          merged = std::move(spans);
+      }
+      for (const Span& s : merged) out.push_back(piece.substr(s.b, s.e - s.b));
     }
     *pieces = std::move(out);
     return absl::OkStatus();
+  }
+
+  void ApplyMetaspace(std::vector<std::string>* pieces, bool at_input_start) const {
+    std::vector<std::string> out;
+    for (size_t k = 0; k < pieces->size(); ++k) {
+      std::string p = absl::StrReplaceAll((*pieces)[k], {{" ", replacement}});
+      const bool first = k == 0 && at_input_start;
+      if (!p.starts_with(replacement) &&
+          (prepend == Prepend::kAlways || (prepend == Prepend::kFirst && first))) {
+        p.insert(0, replacement);
+      }
+      if (!split) {
+        out.push_back(std::move(p));
+        continue;
+      }
+      size_t begin = 0;
+      while (begin < p.size()) {
+        size_t next = p.find(replacement, begin + (p.compare(begin, replacement.size(), replacement) == 0
+                                                       ? replacement.size()
+                                                       : 0));
+        if (next == std::string::npos) next = p.size();
+        out.push_back(p.substr(begin, next - begin));
+        begin = next;
+      }
+    }
+    *pieces = std::move(out);
   }
 };
 
@@ -199,6 +300,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           t->normalize_.push_back({K::kPrepend, "", x.at("prepend").get<std::string>()});
         } else if (nt == "NFC" || nt == "NFD" || nt == "NFKC" || nt == "NFKD") {
           t->normalize_.push_back({nt == "NFC" ? K::kNfc : nt == "NFD" ? K::kNfd : nt == "NFKC" ? K::kNfkc : K::kNfkd});
+        } else if (nt == "Lowercase") {
+          t->normalize_.push_back({K::kLowercase});
+        } else if (nt == "Strip") {
+          NormalizeOp op{K::kStrip};
+          op.left = x.value("strip_left", true);
+          op.right = x.value("strip_right", true);
+          t->normalize_.push_back(op);
         } else if (nt == "Replace") {
           const json& p = x.at("pattern");
           if (!p.contains("String")) {
@@ -209,8 +317,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           t->normalize_.push_back({K::kReplace, pattern, x.at("content").get<std::string>()});
         } else {
           return fail(absl::StrCat(where, ": normalizer '", Excerpt(nt, 32),
-                                   "' is not supported yet (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace, "
-                                   "Sequence)"));
+                                   "' is not supported yet (supported: NFC, NFD, NFKC, NFKD, Lowercase, Strip, "
+                                   "Prepend, Replace, Sequence)"));
         }
       }
     }
@@ -249,10 +357,30 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       auto it = t->vocab_.find(model["unk_token"].get<std::string>());
       if (it != t->vocab_.end()) t->unk_id_ = it->second;
     }
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+      if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
+        return fail(absl::StrCat("model.", key, " '", Excerpt(model[key].get<std::string>(), 16),
+                                 "' is not supported yet (WordPiece-style subword markers)"));
+      }
+    }
     if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-      for (const json& a : j["added_tokens"]) {
+      for (size_t k = 0; k < j["added_tokens"].size(); ++k) {
+        const json& a = j["added_tokens"][k];
         absl::StatusOr<int64_t> added_id = JsonInt(a.at("id"), "added token id", 0, (1 << 24) - 1);
         if (!added_id.ok()) return fail(std::string(added_id.status().message()));
+        for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
+          if (a.value(flag, false)) {
+            return fail(absl::StrCat("added_tokens[", k, "] ('", Excerpt(a.value("content", ""), 32), "'): ", flag,
+                                     "=true is not supported yet"));
+          }
+        }
+        // A normalized added token is matched in the normalized text; with
+        // an identity normalizer that is the text itself.
+        if (a.value("normalized", false) && j.contains("normalizer") && !j["normalizer"].is_null() &&
+            !(j["normalizer"].value("type", "") == "Sequence" && j["normalizer"].value("normalizers", json::array()).empty())) {
+          return fail(absl::StrCat("added_tokens[", k, "] ('", Excerpt(a.value("content", ""), 32),
+                                   "'): normalized=true under a normalizer is not supported yet"));
+        }
         AddedToken tok{static_cast<int32_t>(*added_id), a.at("content").get<std::string>(),
                        a.value("special", false)};
         if (tok.content.empty()) continue;
@@ -281,25 +409,89 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       }
     }
     bool has_byte_level = false;
+    bool has_metaspace = false;
     for (const json* s : steps) {
       const std::string st = s->value("type", "");
       auto step = std::make_unique<PreTokenizerStep>();
       std::string pattern;
-      if (st == "ByteLevel") {
+      if (st == "Metaspace") {
+        step->kind = PreTokenizerStep::Kind::kMetaspace;
+        step->replacement = s->value("replacement", "\u2581");
+        if (step->replacement.empty()) return fail("pre_tokenizer: Metaspace replacement is empty");
+        step->split = s->value("split", true);
+        const std::string scheme =
+            s->contains("prepend_scheme") ? s->value("prepend_scheme", "always")
+                                          : (s->value("add_prefix_space", true) ? "always" : "never");
+        if (scheme == "always") {
+          step->prepend = PreTokenizerStep::Prepend::kAlways;
+        } else if (scheme == "first") {
+          step->prepend = PreTokenizerStep::Prepend::kFirst;
+        } else if (scheme == "never") {
+          step->prepend = PreTokenizerStep::Prepend::kNever;
+        } else {
+          return fail(absl::StrCat("pre_tokenizer: Metaspace prepend_scheme '", Excerpt(scheme, 32),
+                                   "' is not one of always, first, never"));
+        }
+        has_metaspace = true;
+      } else if (st == "Whitespace" || st == "WhitespaceSplit" || st == "Digits" || st == "Punctuation") {
+        // HF's fixed splits, as regexes: Whitespace keeps the runs of word
+        // characters and of other non-space characters; WhitespaceSplit drops
+        // whitespace runs; Digits isolates digits (or runs of them);
+        // Punctuation applies its behaviour to each punctuation character.
+        if (st == "Whitespace") {
+          step->kind = PreTokenizerStep::Kind::kSplitKeepMatches;
+          pattern = "\\w+|[^\\w\\s]+";
+          t->drops_text_ = true;
+        } else if (st == "WhitespaceSplit") {
+          step->kind = PreTokenizerStep::Kind::kSplitRemoved;
+          pattern = "\\s+";
+          t->drops_text_ = true;
+        } else if (st == "Digits") {
+          step->kind = PreTokenizerStep::Kind::kSplitIsolated;
+          pattern = s->value("individual_digits", false) ? "\\p{N}" : "\\p{N}+";
+        } else {
+          const std::string behavior = s->value("behavior", "Isolated");
+          if (behavior == "Isolated") {
+            step->kind = PreTokenizerStep::Kind::kSplitIsolated;
+          } else if (behavior == "Removed") {
+            step->kind = PreTokenizerStep::Kind::kSplitRemoved;
+            t->drops_text_ = true;
+          } else if (behavior == "MergedWithPrevious") {
+            step->kind = PreTokenizerStep::Kind::kSplitMergedWithPrevious;
+          } else if (behavior == "MergedWithNext") {
+            step->kind = PreTokenizerStep::Kind::kSplitMergedWithNext;
+          } else if (behavior == "Contiguous") {
+            step->kind = PreTokenizerStep::Kind::kSplitContiguous;
+          } else {
+            return fail(absl::StrCat("Punctuation behavior '", Excerpt(behavior, 32), "' is not supported"));
+          }
+          // Rust's is_ascii_punctuation or Unicode punctuation (P*), one per match.
+          pattern = "[\\p{P}$+<=>^`|~]";
+        }
+      } else if (st == "ByteLevel") {
         step->kind = PreTokenizerStep::Kind::kByteLevel;
         step->add_prefix_space = s->value("add_prefix_space", false);
         if (s->value("use_regex", true)) pattern = kGpt2Pattern;
         has_byte_level = true;
       } else if (st == "Split") {
         const std::string behavior = s->value("behavior", "Isolated");
-        if (s->value("invert", false)) return fail("Split pre-tokenizer with invert=true is not supported");
+        step->invert = s->value("invert", false);
+        if (step->invert && behavior == "Removed") t->drops_text_ = true;
         if (behavior == "Isolated") {
           step->kind = PreTokenizerStep::Kind::kSplitIsolated;
         } else if (behavior == "Removed") {
           step->kind = PreTokenizerStep::Kind::kSplitRemoved;
           t->drops_text_ = true;
+        } else if (behavior == "MergedWithPrevious") {
+          step->kind = PreTokenizerStep::Kind::kSplitMergedWithPrevious;
+        } else if (behavior == "MergedWithNext") {
+          step->kind = PreTokenizerStep::Kind::kSplitMergedWithNext;
+        } else if (behavior == "Contiguous") {
+          step->kind = PreTokenizerStep::Kind::kSplitContiguous;
         } else {
-          return fail(absl::StrCat("Split behavior '", behavior, "' is not supported (Isolated, Removed)"));
+          return fail(absl::StrCat("Split behavior '", Excerpt(behavior, 32),
+                                   "' is not supported (Isolated, Removed, MergedWithPrevious, MergedWithNext, "
+                                   "Contiguous)"));
         }
         const json& p = s->at("pattern");
         if (p.contains("Regex")) {
@@ -311,7 +503,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           return fail("Split pattern must be Regex or String");
         }
       } else {
-        return fail(absl::StrCat("pre-tokenizer '", st, "' is not supported (ByteLevel, Split, Sequence)"));
+        return fail(absl::StrCat("pre-tokenizer '", Excerpt(st, 32),
+                                 "' is not supported (ByteLevel, Metaspace, Split, Sequence)"));
       }
       if (!pattern.empty()) {
         int err;
@@ -336,10 +529,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
     if (has_byte_level && sentencepiece_normalizer) {
       return fail("normalizer: Prepend/Replace with a ByteLevel pre-tokenizer is not supported");
     }
-    if (!has_byte_level && (!steps.empty() || !sentencepiece_normalizer)) {
+    if (has_byte_level && has_metaspace) return fail("pre_tokenizer: ByteLevel and Metaspace together");
+    if (!has_byte_level && !has_metaspace && !sentencepiece_normalizer) {
       return fail(
           "neither byte-level BPE (a ByteLevel pre-tokenizer) nor SentencePiece-style BPE (Prepend/Replace "
-          "normalizers and no pre-tokenizer); this pipeline is not supported yet");
+          "normalizers or a Metaspace pre-tokenizer, Split pre-tokenizers at most); this pipeline is not "
+          "supported yet");
     }
     // Decoders.
     if (!j.contains("decoder") || j["decoder"].is_null()) return fail("decoder: missing");
@@ -363,6 +558,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
             const json& p = x.at("pattern");
             if (!p.contains("String")) return fail(absl::StrCat(where, ": Replace needs a String pattern"));
             t->decode_replace_.push_back({p["String"].get<std::string>(), x.at("content").get<std::string>()});
+          } else if (dt == "Metaspace") {
+            // Its replacement back to spaces; the first token's leading one
+            // goes unless prepend_scheme is never (HF drops the first token's
+            // replacements; a leading one is what they are in practice).
+            const std::string rep = x.value("replacement", "\u2581");
+            if (rep.empty()) return fail(absl::StrCat(where, ": Metaspace replacement is empty"));
+            t->decode_replace_.push_back({rep, " "});
+            const std::string scheme =
+                x.contains("prepend_scheme") ? x.value("prepend_scheme", "always")
+                                             : (x.value("add_prefix_space", true) ? "always" : "never");
+            if (scheme != "never") t->metaspace_first_drop_ = rep;
           } else if (dt == "ByteFallback") {
             t->decode_byte_fallback_ = true;
           } else if (dt == "Fuse") {
@@ -376,7 +582,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
             t->strip_leading_ = static_cast<int>(*start);
           } else {
             return fail(absl::StrCat(where, ": decoder '", Excerpt(dt, 32),
-                                     "' is not supported yet (Replace, ByteFallback, Fuse, Strip, Sequence)"));
+                                     "' is not supported yet (Replace, ByteFallback, Fuse, Strip, Metaspace, "
+                                     "Sequence)"));
           }
         }
       }
@@ -397,17 +604,72 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
     if (cfg.is_object()) {
       if (cfg.contains("bos_token")) t->bos_id_ = token_id(cfg["bos_token"]);
       if (cfg.contains("eos_token")) t->eos_id_ = token_id(cfg["eos_token"]);
-      t->add_bos_ = cfg.value("add_bos_token", false);
-      if (t->add_bos_ && !t->bos_id_) return fail("add_bos_token is true but bos_token is unknown");
     }
-    if (!cfg.is_object() || !cfg.contains("add_bos_token")) {
-      const json& pp = j.contains("post_processor") ? j["post_processor"] : json();
-      if (pp.is_object() && pp.value("type", "") == "TemplateProcessing" && pp.contains("single") &&
-          !pp["single"].empty() && pp["single"][0].contains("SpecialToken")) {
-        t->bos_id_ = t->TokenToId(pp["single"][0]["SpecialToken"].at("id").get<std::string>());
-        t->add_bos_ = t->bos_id_.has_value();
+    // What encoding with special tokens adds: the post-processor's single
+    // template (TemplateProcessing, alone or in a Sequence; ByteLevel adds
+    // nothing) ...
+    if (j.contains("post_processor") && !j["post_processor"].is_null()) {
+      const json& pp = j["post_processor"];
+      std::vector<std::pair<const json*, std::string>> procs;
+      if (pp.value("type", "") == "Sequence") {
+        const json& list = pp.at("processors");
+        for (size_t k = 0; k < list.size(); ++k) procs.push_back({&list[k], absl::StrCat("post_processor.processors[", k, "]")});
+      } else {
+        procs.push_back({&pp, "post_processor"});
+      }
+      for (const auto& [proc, where] : procs) {
+        const std::string type = proc->value("type", "?");
+        if (type == "ByteLevel") continue;
+        if (type != "TemplateProcessing") {
+          return fail(absl::StrCat(where, ": '", Excerpt(type, 32),
+                                   "' is not supported (TemplateProcessing, ByteLevel, Sequence)"));
+        }
+        t->prefix_ids_.clear();
+        t->suffix_ids_.clear();
+        bool seen_sequence = false;
+        for (const json& item : proc->at("single")) {
+          if (item.contains("Sequence")) {
+            seen_sequence = true;
+            continue;
+          }
+          const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+          std::vector<int32_t> ids;
+          const json* specials = proc->contains("special_tokens") ? &(*proc)["special_tokens"] : nullptr;
+          if (specials && specials->contains(name) && (*specials)[name].contains("ids")) {
+            for (const json& id : (*specials)[name]["ids"]) {
+              absl::StatusOr<int64_t> v = JsonInt(id, "special token id", 0, t->vocab_size_ - 1);
+              if (!v.ok()) return fail(absl::StrCat(where, ": ", v.status().message()));
+              ids.push_back(static_cast<int32_t>(*v));
+            }
+          } else if (std::optional<int32_t> id = t->TokenToId(name)) {
+            ids.push_back(*id);
+          } else {
+            return fail(absl::StrCat(where, ": special token '", Excerpt(name, 64), "' is not in the vocabulary"));
+          }
+          std::vector<int32_t>& into = seen_sequence ? t->suffix_ids_ : t->prefix_ids_;
+          into.insert(into.end(), ids.begin(), ids.end());
+        }
       }
     }
+    // ... except for the tokenizer classes whose transformers implementation
+    // rebuilds it from add_bos_token / add_eos_token (LlamaTokenizerFast,
+    // GemmaTokenizerFast, CodeLlamaTokenizerFast).
+    const std::string cls = cfg.is_object() ? cfg.value("tokenizer_class", "") : "";
+    const bool rebuilds = cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast" || cls == "GemmaTokenizer" ||
+                          cls == "GemmaTokenizerFast" || cls == "CodeLlamaTokenizer" ||
+                          cls == "CodeLlamaTokenizerFast";
+    if (rebuilds && (cfg.contains("add_bos_token") || cfg.contains("add_eos_token"))) {
+      const bool add_bos = cfg.value("add_bos_token", true);
+      const bool add_eos = cfg.value("add_eos_token", false);
+      if (add_bos && !t->bos_id_) return fail("add_bos_token is true but bos_token is unknown");
+      if (add_eos && !t->eos_id_) return fail("add_eos_token is true but eos_token is unknown");
+      t->prefix_ids_.clear();
+      t->suffix_ids_.clear();
+      if (add_bos) t->prefix_ids_.push_back(*t->bos_id_);
+      if (add_eos) t->suffix_ids_.push_back(*t->eos_id_);
+    }
+    if (!t->bos_id_ && t->prefix_ids_.size() == 1) t->bos_id_ = t->prefix_ids_[0];
+    t->add_bos_ = t->bos_id_ && !t->prefix_ids_.empty() && t->prefix_ids_[0] == *t->bos_id_;
   } catch (const json::exception& e) {
     return fail(absl::StrCat("unexpected structure: ", e.what()));
   }
@@ -439,7 +701,7 @@ bool Tokenizer::IsSpecial(int32_t id) const {
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special) const {
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
   std::vector<int32_t> ids;
-  if (add_special && add_bos_ && bos_id_) ids.push_back(*bos_id_);
+  if (add_special) ids = prefix_ids_;
   size_t seg_start = 0, i = 0;
   while (i < text.size()) {
     const AddedToken* hit = nullptr;
@@ -457,23 +719,25 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
       ++i;
       continue;
     }
-    if (absl::Status s = EncodeSegment(text.substr(seg_start, i - seg_start), &ids); !s.ok()) return s;
+    if (absl::Status s = EncodeSegment(text.substr(seg_start, i - seg_start), seg_start == 0, &ids); !s.ok()) {
+      return s;
+    }
     ids.push_back(hit->id);
     i += hit->content.size();
     seg_start = i;
   }
-  if (absl::Status s = EncodeSegment(text.substr(seg_start), &ids); !s.ok()) return s;
+  if (absl::Status s = EncodeSegment(text.substr(seg_start), seg_start == 0, &ids); !s.ok()) return s;
+  if (add_special) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
   return ids;
 }
 
-absl::Status Tokenizer::EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const {
+absl::Status Tokenizer::EncodeSegment(std::string_view text, bool at_input_start,
+                                      std::vector<int32_t>* ids) const {
   if (text.empty()) return absl::OkStatus();
   absl::StatusOr<std::string> normalized = Normalize(text);
   if (!normalized.ok()) return normalized.status();
-  // SentencePiece family: the whole normalized segment is one word.
-  if (!byte_level_) return Bpe(*normalized, ids);
   std::vector<std::string> pieces;
-  if (absl::Status s = PreTokenize(*normalized, &pieces); !s.ok()) return s;
+  if (absl::Status s = PreTokenize(*normalized, at_input_start, &pieces); !s.ok()) return s;
   for (const std::string& p : pieces) {
     if (absl::Status s = Bpe(p, ids); !s.ok()) return s;
   }
@@ -491,6 +755,44 @@ absl::StatusOr<std::string> Tokenizer::Normalize(std::string_view text) const {
       case K::kReplace:
         s = absl::StrReplaceAll(s, {{op.pattern, op.content}});
         break;
+      case K::kLowercase: {
+        // Rust's char::to_lowercase: the simple mapping, except U+0130 (the
+        // one unconditional multi-character lowercase in SpecialCasing.txt).
+        std::string out;
+        for (size_t i = 0; i < s.size();) {
+          const char32_t c = NextCodePoint(s, &i);
+          if (c == 0x130) {
+            out += "i\xCC\x87";
+            continue;
+          }
+          AppendUtf8(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))), &out);
+        }
+        s = std::move(out);
+        break;
+      }
+      case K::kStrip: {
+        // Unicode White_Space, as Rust's char::is_whitespace.
+        auto white = [](char32_t c) {
+          return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+                 (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+                 c == 0x3000;
+        };
+        size_t b = 0, e = s.size();
+        while (op.left && b < e) {
+          size_t next = b;
+          if (!white(NextCodePoint(s, &next))) break;
+          b = next;
+        }
+        while (op.right && e > b) {
+          size_t start = e - 1;
+          while (start > b && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+          size_t probe = start;
+          if (!white(NextCodePoint(s, &probe))) break;
+          e = start;
+        }
+        s = s.substr(b, e - b);
+        break;
+      }
       default: {
         const int options = UTF8PROC_STABLE |
                             (op.kind == K::kNfc || op.kind == K::kNfkc ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
@@ -512,11 +814,13 @@ absl::StatusOr<std::string> Tokenizer::Normalize(std::string_view text) const {
   return s;
 }
 
-absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::string>* pieces) const {
+absl::Status Tokenizer::PreTokenize(std::string_view text, bool at_input_start,
+                                    std::vector<std::string>* pieces) const {
   pieces->assign(1, std::string(text));
   for (const auto& step : pre_steps_) {
-    if (absl::Status s = step->Apply(pieces); !s.ok()) return s;
+    if (absl::Status s = step->Apply(pieces, at_input_start); !s.ok()) return s;
   }
+  if (!byte_level_) return absl::OkStatus();  // SentencePiece family: no byte mapping
   // Byte-level mapping of every piece.
   const ByteMap& bm = Bytes();
   for (std::string& p : *pieces) {
@@ -532,9 +836,9 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
   if (piece.empty()) return absl::OkStatus();
   auto whole = vocab_.find(piece);
   // ignore_merges (Llama-3): a piece that is a vocabulary token is that token,
-  // whatever the merges would make of it. Otherwise a fast path for short
-  // pieces that are one token either way.
-  if (whole != vocab_.end() && (ignore_merges_ || piece.size() <= 4)) {
+  // whatever the merges would make of it; a one-character piece is its token.
+  // (Otherwise a token need not be reachable by merges: Gemma's "<s>".)
+  if (whole != vocab_.end() && (ignore_merges_ || piece.size() <= 1)) {
     ids->push_back(whole->second);
     return absl::OkStatus();
   }
@@ -623,25 +927,26 @@ absl::Status Tokenizer::EmitSymbol(const std::string& s, std::vector<int32_t>* i
       absl::StrCat("tokenizer: symbol '", Excerpt(s), "' is not in the vocabulary and there is no unk token"));
 }
 
-std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
+std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first) const {
   auto added = added_by_id_.find(id);
-  if (added != added_by_id_.end()) {
-    const AddedToken& a = added_[added->second];
-    if (a.special && skip_special) return "";
-    return a.content;
-  }
-  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return "";
-  const std::string& tok = id_to_token_[id];
+  const bool is_added = added != added_by_id_.end();
+  if (is_added && added_[added->second].special && skip_special) return "";
+  if (!is_added && (id < 0 || static_cast<size_t>(id) >= id_to_token_.size())) return "";
+  const std::string& tok = is_added ? added_[added->second].content : id_to_token_[id];
   if (!byte_level_) {
+    // The decoder chain runs on added tokens' text too (HF decodes the
+    // token strings, whatever their origin).
     int byte = 0;
-    if (decode_byte_fallback_ && tok.size() == 6 && tok.starts_with("<0x") && tok[5] == '>' &&
+    if (!is_added && decode_byte_fallback_ && tok.size() == 6 && tok.starts_with("<0x") && tok[5] == '>' &&
         absl::SimpleHexAtoi(absl::string_view(tok.data() + 3, 2), &byte)) {
       return std::string(1, static_cast<char>(byte));
     }
     std::string out = tok;
+    if (first && !metaspace_first_drop_.empty()) out = absl::StrReplaceAll(out, {{metaspace_first_drop_, ""}});
     for (const auto& [pattern, content] : decode_replace_) out = absl::StrReplaceAll(out, {{pattern, content}});
     return out;
   }
+  if (is_added) return tok;
   const ByteMap& bm = Bytes();
   std::string out;
   for (size_t i = 0; i < tok.size();) {
@@ -658,7 +963,12 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special) const {
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
   std::string bytes;
-  for (int32_t id : ids) bytes += TokenBytes(id, skip_special);
+  bool first = true;
+  for (int32_t id : ids) {
+    if (skip_special && IsSpecial(id)) continue;
+    bytes += TokenBytes(id, skip_special, first);
+    first = false;
+  }
   std::string text = Utf8Sanitize(bytes);
   for (int k = 0; k < strip_leading_ && !text.empty() && text[0] == ' '; ++k) text.erase(0, 1);
   return text;

@@ -46,8 +46,10 @@ class Tokenizer {
 
   // Raw bytes of one token: the byte-level decoding of a vocabulary token, or
   // an added token's content (empty for special tokens when skip_special).
-  // These bytes need not be valid UTF-8 on their own.
-  std::string TokenBytes(int32_t id, bool skip_special) const;
+  // These bytes need not be valid UTF-8 on their own. first: the token is the
+  // first one decoded (a Metaspace decoder drops its replacements instead of
+  // turning them into spaces).
+  std::string TokenBytes(int32_t id, bool skip_special, bool first = false) const;
 
   // Whole-sequence decode; ill-formed UTF-8 becomes U+FFFD.
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special) const;
@@ -84,8 +86,9 @@ class Tokenizer {
   Tokenizer() = default;
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(std::string_view tokenizer_json,
                                                           std::string_view config_json, const std::string& source);
-  absl::Status EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const;
-  absl::Status PreTokenize(std::string_view text, std::vector<std::string>* pieces) const;
+  // at_input_start: text begins the input (no added token before it).
+  absl::Status EncodeSegment(std::string_view text, bool at_input_start, std::vector<int32_t>* ids) const;
+  absl::Status PreTokenize(std::string_view text, bool at_input_start, std::vector<std::string>* pieces) const;
   absl::Status Bpe(const std::string& piece, std::vector<int32_t>* ids) const;
   // The vocabulary id of a final BPE symbol: itself, else its <0xNN> bytes
   // (byte_fallback), else unk (fused with a preceding unk under fuse_unk).
@@ -101,6 +104,8 @@ class Tokenizer {
   std::optional<int32_t> bos_id_;
   std::optional<int32_t> eos_id_;
   bool add_bos_ = false;
+  // Added around the ids when encoding with special tokens.
+  std::vector<int32_t> prefix_ids_, suffix_ids_;
   int32_t vocab_size_ = 0;
   std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
   size_t max_token_bytes_ = 1;
@@ -112,14 +117,16 @@ class Tokenizer {
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
   struct NormalizeOp {
-    enum class Kind { kPrepend, kReplace, kNfc, kNfd, kNfkc, kNfkd } kind;
+    enum class Kind { kPrepend, kReplace, kNfc, kNfd, kNfkc, kNfkd, kLowercase, kStrip } kind;
     std::string pattern, content;  // kPrepend: content; kReplace: pattern -> content
+    bool left = false, right = false;  // kStrip: which ends lose their whitespace
   };
   // Applies normalize_ to one segment between added tokens.
   absl::StatusOr<std::string> Normalize(std::string_view text) const;
   std::vector<NormalizeOp> normalize_;                               // in order
   std::vector<std::pair<std::string, std::string>> decode_replace_;  // Replace decoders, in order
   bool decode_byte_fallback_ = false;
+  std::string metaspace_first_drop_;  // a Metaspace decoder's replacement, dropped in the first token
   int strip_leading_ = 0;
 };
 

@@ -9,7 +9,9 @@ OutputText::OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop
 
 std::string OutputText::Append(int32_t token_id) {
   if (stopped_) return "";
-  std::string piece = decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true));
+  const bool first = !any_token_;
+  if (!tokenizer_.IsSpecial(token_id)) any_token_ = true;
+  std::string piece = decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true, first));
   if (!started_ && !piece.empty()) {
     // The decoder's Strip of the whole text's first space(s), as HF's
     // decode of the generated ids does.

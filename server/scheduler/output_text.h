@@ -34,7 +34,8 @@ class OutputText {
   Utf8StreamDecoder decoder_;
   std::string held_;
   bool stopped_ = false;
-  bool started_ = false;  // some text has been decoded
+  bool started_ = false;    // some text has been decoded
+  bool any_token_ = false;  // a token that is not skipped has been decoded
 };
 
 }  // namespace tessera

@@ -168,10 +168,11 @@ TEST(TokenizerConfigTest, RefusesUnsupportedPipelinesClearly) {
   EXPECT_NE(t.status().message().find("WordPiece"), std::string::npos);
 
   j = nlohmann::json::parse(base);
-  j["pre_tokenizer"] = {{"type", "Metaspace"}};
+  j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("Metaspace"), std::string::npos);
+  EXPECT_NE(t.status().message().find("pre-tokenizer 'BertPreTokenizer' is not supported"), std::string::npos)
+      << t.status();
 }
 
 TEST(TokenizerConfigTest, Llama3StyleSplitSequenceAndBos) {
@@ -192,7 +193,8 @@ TEST(TokenizerConfigTest, Llama3StyleSplitSequenceAndBos) {
          {"behavior", "Isolated"},
          {"invert", false}},
         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
-  auto t = Tokenizer::FromJson(j.dump(), R"({"bos_token": "<s>", "add_bos_token": true})", "llama3");
+  auto t = Tokenizer::FromJson(
+      j.dump(), R"({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "add_bos_token": true})", "llama3");
   ASSERT_TRUE(t.ok()) << t.status();
   for (const auto& p : testing::Expected()["prompts"]) {
     auto ids = (*t)->Encode(p["text"].get<std::string>());
@@ -201,6 +203,114 @@ TEST(TokenizerConfigTest, Llama3StyleSplitSequenceAndBos) {
     for (int32_t id : p["ids"]) expected.push_back(id);
     EXPECT_EQ(*ids, expected);
   }
+}
+
+// A SentencePiece-style tokenizer written out: the vocabulary and merges
+// given, a space-to-"▁" normalizer, `pre` as the pre-tokenizer.
+std::string SmallTokenizer(const nlohmann::json& vocab, const nlohmann::json& merges,
+                           const nlohmann::json& pre = nullptr, const nlohmann::json& post = nullptr) {
+  nlohmann::json j;
+  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"byte_fallback", false}};
+  j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\u2581"}};
+  j["pre_tokenizer"] = pre;
+  j["post_processor"] = post;
+  j["decoder"] = {{"type", "Replace"}, {"pattern", {{"String", "\u2581"}}}, {"content", " "}};
+  j["added_tokens"] = nlohmann::json::array();
+  return j.dump();
+}
+
+TEST(TokenizerConfigTest, AVocabularyTokenThatNoMergeReachesIsNotProduced) {
+  // Gemma's "<s>" is in its vocabulary, but no merge builds it: HF splits it.
+  auto t = Tokenizer::FromJson(SmallTokenizer({{"<", 0}, {"s", 1}, {">", 2}, {"<s>", 3}}, nlohmann::json::array()),
+                               "", "gemma-like");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Encode("<s>", false), (std::vector<int32_t>{0, 1, 2}));
+}
+
+TEST(TokenizerConfigTest, SplitBehavioursFollowHf) {
+  const nlohmann::json vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"-", 3}, {"-b", 4}, {"-c", 5}, {"a-", 6}, {"--", 7}};
+  const nlohmann::json merges = {"- b", "- c", "a -", "- -"};
+  // "a-b--c" split on "-": HF's pieces for each behaviour, then BPE inside each.
+  const std::pair<const char*, std::vector<int32_t>> cases[] = {
+      {"Isolated", {0, 3, 1, 3, 3, 2}},            // a - b - - c
+      {"Removed", {0, 1, 2}},                      // a b c
+      {"MergedWithPrevious", {6, 1, 3, 3, 2}},     // a- b- - c
+      {"MergedWithNext", {0, 4, 3, 5}},            // a -b - -c
+      {"Contiguous", {0, 3, 1, 7, 2}},             // a - b -- c
+  };
+  for (const auto& [behavior, want] : cases) {
+    const nlohmann::json pre = {
+        {"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior}, {"invert", false}};
+    auto t = Tokenizer::FromJson(SmallTokenizer(vocab, merges, pre), "", "split");
+    ASSERT_TRUE(t.ok()) << behavior << ": " << t.status();
+    EXPECT_EQ(*(*t)->Encode("a-b--c", false), want) << behavior;
+  }
+}
+
+TEST(TokenizerConfigTest, PostProcessorsAndTransformersAddBosRules) {
+  const nlohmann::json vocab = {{"<s>", 0}, {"</s>", 1}, {"x", 2}};
+  const nlohmann::json merges = nlohmann::json::array();
+  // Sequence[ByteLevel, TemplateProcessing] (Llama-3.1): BOS before, EOS after.
+  const nlohmann::json post = {
+      {"type", "Sequence"},
+      {"processors",
+       {{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}},
+        {{"type", "TemplateProcessing"},
+         {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                     {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                     {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
+         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {0}}, {"tokens", {"<s>"}}}},
+                             {"</s>", {{"id", "</s>"}, {"ids", {1}}, {"tokens", {"</s>"}}}}}}}}}};
+  auto t = Tokenizer::FromJson(SmallTokenizer(vocab, merges, nullptr, post), "", "seq");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Encode("x", true), (std::vector<int32_t>{0, 2, 1}));
+  EXPECT_EQ(*(*t)->Encode("x", false), (std::vector<int32_t>{2}));
+  // A Llama-class tokenizer takes add_bos_token / add_eos_token from its
+  // config instead, as transformers rebuilds the post-processor.
+  t = Tokenizer::FromJson(SmallTokenizer(vocab, merges, nullptr, post),
+                          R"({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+                              "add_bos_token": false, "add_eos_token": true})",
+                          "llama-class");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Encode("x", true), (std::vector<int32_t>{2, 1}));
+  // Any other class keeps tokenizer.json's post-processor.
+  t = Tokenizer::FromJson(SmallTokenizer(vocab, merges, nullptr, post),
+                          R"({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "add_bos_token": false})",
+                          "other-class");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Encode("x", true), (std::vector<int32_t>{0, 2, 1}));
+  // Unsupported processors are refused with their JSON path.
+  nlohmann::json bert = post;
+  bert["processors"][1] = {{"type", "BertProcessing"}};
+  t = Tokenizer::FromJson(SmallTokenizer(vocab, merges, nullptr, bert), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("post_processor.processors[1]: 'BertProcessing' is not supported"),
+            std::string::npos)
+      << t.status();
+}
+
+TEST(TokenizerConfigTest, UnsupportedModelAndAddedTokenOptionsAreRefusedWithTheirPath) {
+  const nlohmann::json vocab = {{"a", 0}, {"<m>", 1}};
+  nlohmann::json j = nlohmann::json::parse(SmallTokenizer(vocab, nlohmann::json::array()));
+  j["model"]["continuing_subword_prefix"] = "##";
+  auto t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("model.continuing_subword_prefix '##' is not supported"), std::string::npos)
+      << t.status();
+  j["model"]["continuing_subword_prefix"] = nullptr;
+  j["added_tokens"] = {{{"id", 1}, {"content", "<m>"}, {"special", true}, {"lstrip", true}}};
+  t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("added_tokens[0] ('<m>'): lstrip=true is not supported"), std::string::npos)
+      << t.status();
+  j["added_tokens"] = {{{"id", 1}, {"content", "<m>"}, {"special", false}, {"normalized", true}}};
+  t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("normalized=true under a normalizer"), std::string::npos) << t.status();
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}};  // DeepSeek-V3's: identity
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "never"}, {"split", false}};
+  t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  EXPECT_TRUE(t.ok()) << t.status();
 }
 
 }  // namespace

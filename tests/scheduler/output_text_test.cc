@@ -36,5 +36,25 @@ TEST(OutputTextTest, ByteLevelStreamsKeepEveryByte) {
   EXPECT_EQ(Stream(**tok, *ids), " Once upon a time");
 }
 
+// Streaming the ids of every parity string (special tokens skipped) gives
+// HF's decode of them, for every fixture tokenizer (Metaspace decoders drop
+// the first token's replacement; Strip decoders the first space).
+TEST(OutputTextTest, StreamsEqualHfDecodeForEveryFixtureTokenizer) {
+  for (const std::string& name : testing::TokenizerFixtureNames()) {
+    auto tok = testing::LoadTokenizerFixture(name);
+    ASSERT_TRUE(tok.ok()) << name << ": " << tok.status();
+    const nlohmann::json expected = nlohmann::json::parse(
+        testing::ReadFileOrDie(std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + name + "/expected.json"));
+    int equal = 0;
+    for (const auto& c : expected.at("cases")) {
+      const std::vector<int32_t> ids = c.at("ids");
+      const std::string streamed = Stream(**tok, ids);
+      equal += streamed == c.at("decoded_skip_special").get<std::string>();
+      EXPECT_EQ(streamed, c.at("decoded_skip_special").get<std::string>()) << name << ": " << c.at("text");
+    }
+    EXPECT_EQ(equal, static_cast<int>(expected.at("cases").size())) << name;
+  }
+}
+
 }  // namespace
 }  // namespace tessera

@@ -95,4 +95,25 @@ void WriteFileOrDie(const std::string& path, const std::string& content) {
   if (!out) std::abort();
 }
 
+std::vector<std::string> TokenizerFixtureNames() {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(TESSERA_FIXTURES_DIR) + "/tokenizers")) {
+    if (e.is_directory() && std::filesystem::exists(e.path() / "expected.json")) {
+      names.push_back(e.path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFixture(const std::string& name) {
+  const std::string dir = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + name;
+  if (!std::filesystem::exists(dir + "/variant.json")) return Tokenizer::FromDir(dir);
+  const nlohmann::json variant = nlohmann::json::parse(ReadFileOrDie(dir + "/variant.json"));
+  const std::string base = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + variant.at("base").get<std::string>();
+  nlohmann::json j = nlohmann::json::parse(ReadFileOrDie(base + "/tokenizer.json"));
+  for (const auto& [key, value] : variant.at("override").items()) j[key] = value;
+  return Tokenizer::FromJson(j.dump(), ReadFileOrDie(base + "/tokenizer_config.json"), dir);
+}
+
 }  // namespace tessera::testing

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "model/tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera::testing {
@@ -37,6 +39,12 @@ class TempDir {
 // Copies the fixture model folder into dir (so a test may corrupt the copy).
 void CopyModelTo(const std::string& dir);
 std::string ReadFileOrDie(const std::string& path);
+
+// The tokenizer parity fixtures (tests/fixtures/tokenizers/NAME), sorted:
+// real files, and variants (variant.json: a base fixture with some pipeline
+// stages replaced).
+std::vector<std::string> TokenizerFixtureNames();
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFixture(const std::string& name);
 void WriteFileOrDie(const std::string& path, const std::string& content);
 
 }  // namespace tessera::testing
