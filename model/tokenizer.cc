@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "common/exception_guard.h"
@@ -368,21 +369,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
         const json& a = j["added_tokens"][k];
         absl::StatusOr<int64_t> added_id = JsonInt(a.at("id"), "added token id", 0, (1 << 24) - 1);
         if (!added_id.ok()) return fail(std::string(added_id.status().message()));
-        for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-          if (a.value(flag, false)) {
-            return fail(absl::StrCat("added_tokens[", k, "] ('", Excerpt(a.value("content", ""), 32), "'): ", flag,
-                                     "=true is not supported yet"));
-          }
-        }
-        // A normalized added token is matched in the normalized text; with
-        // an identity normalizer that is the text itself.
-        if (a.value("normalized", false) && j.contains("normalizer") && !j["normalizer"].is_null() &&
-            !(j["normalizer"].value("type", "") == "Sequence" && j["normalizer"].value("normalizers", json::array()).empty())) {
-          return fail(absl::StrCat("added_tokens[", k, "] ('", Excerpt(a.value("content", ""), 32),
-                                   "'): normalized=true under a normalizer is not supported yet"));
-        }
         AddedToken tok{static_cast<int32_t>(*added_id), a.at("content").get<std::string>(),
                        a.value("special", false)};
+        tok.lstrip = a.value("lstrip", false);
+        tok.rstrip = a.value("rstrip", false);
+        tok.single_word = a.value("single_word", false);
+        tok.normalized = a.value("normalized", false);
+        // A stripping token covers any run of whitespace: no bytes-per-token bound.
+        if (tok.lstrip || tok.rstrip) t->drops_text_ = true;
         if (tok.content.empty()) continue;
         t->added_by_id_[tok.id] = t->added_.size();
         t->vocab_size_ = std::max(t->vocab_size_, tok.id + 1);
@@ -673,10 +667,22 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
   } catch (const json::exception& e) {
     return fail(absl::StrCat("unexpected structure: ", e.what()));
   }
-  for (const AddedToken& a : t->added_) {
+  for (AddedToken& a : t->added_) {
     if (a.content.empty()) return fail("an added token has empty content");
-    t->added_first_byte_[static_cast<unsigned char>(a.content[0])] = true;
+    a.match = a.content;
+    if (a.normalized) {
+      absl::StatusOr<std::string> n = t->Normalize(a.content);
+      if (!n.ok()) return fail(std::string(n.status().message()));
+      a.match = *std::move(n);
+      if (a.match.empty()) return fail(absl::StrCat("added token '", Excerpt(a.content, 32), "' normalizes to nothing"));
+    }
+    t->added_first_byte_[a.normalized][static_cast<unsigned char>(a.match[0])] = true;
   }
+  // Longest match first (leftmost-longest).
+  std::stable_sort(t->added_.begin(), t->added_.end(),
+                   [](const AddedToken& x, const AddedToken& y) { return x.match.size() > y.match.size(); });
+  t->added_by_id_.clear();
+  for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_id_[t->added_[i].id] = i;
   for (const auto& [token, id] : t->vocab_) {
     t->max_token_bytes_ = std::max(t->max_token_bytes_, token.size());
   }
@@ -698,19 +704,45 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return it != added_by_id_.end() && added_[it->second].special;
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special) const {
-  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
-  std::vector<int32_t> ids;
-  if (add_special) ids = prefix_ids_;
+namespace {
+
+// Rust's char::is_whitespace (Unicode White_Space).
+bool IsWhiteSpace(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Regex \w (Unicode): letters, marks, numbers, connector punctuation.
+bool IsWordChar(char32_t c) {
+  const utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
+         cat == UTF8PROC_CATEGORY_NO || cat == UTF8PROC_CATEGORY_PC;
+}
+
+// The code point that ends at `end` (text[..end] is valid UTF-8).
+char32_t CodePointBefore(std::string_view text, size_t end, size_t* begin) {
+  size_t b = end - 1;
+  while (b > 0 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;
+  size_t probe = b;
+  const char32_t c = NextCodePoint(text, &probe);
+  *begin = b;
+  return c;
+}
+
+}  // namespace
+
+absl::Status Tokenizer::SplitOnAdded(std::string_view text, bool normalized,
+                                     const std::function<absl::Status(std::string_view, size_t)>& on_text,
+                                     std::vector<int32_t>* ids) const {
   size_t seg_start = 0, i = 0;
   while (i < text.size()) {
-    const AddedToken* hit = nullptr;
-    if (!added_first_byte_[static_cast<unsigned char>(text[i])]) {
+    if (!added_first_byte_[normalized][static_cast<unsigned char>(text[i])]) {
       ++i;
       continue;
     }
+    const AddedToken* hit = nullptr;
     for (const AddedToken& a : added_) {
-      if (text.compare(i, a.content.size(), a.content) == 0) {
+      if (a.normalized == normalized && text.compare(i, a.match.size(), a.match) == 0) {
         hit = &a;
         break;
       }
@@ -719,14 +751,49 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
       ++i;
       continue;
     }
-    if (absl::Status s = EncodeSegment(text.substr(seg_start, i - seg_start), seg_start == 0, &ids); !s.ok()) {
-      return s;
+    size_t b = i, e = i + hit->match.size();
+    if (hit->single_word) {
+      size_t before = 0, after = e;
+      const bool word_before = b > 0 && IsWordChar(CodePointBefore(text, b, &before));
+      const bool word_after = e < text.size() && IsWordChar(NextCodePoint(text, &after));
+      if (word_before || word_after) {  // inside a word: not this token; the search goes on after it
+        i = e;
+        continue;
+      }
     }
-    ids.push_back(hit->id);
-    i += hit->content.size();
-    seg_start = i;
+    if (hit->lstrip) {
+      while (b > seg_start) {
+        size_t before = 0;
+        if (!IsWhiteSpace(CodePointBefore(text, b, &before))) break;
+        b = before;
+      }
+    }
+    if (hit->rstrip) {
+      while (e < text.size()) {
+        size_t next = e;
+        if (!IsWhiteSpace(NextCodePoint(text, &next))) break;
+        e = next;
+      }
+    }
+    if (b > seg_start) {
+      if (absl::Status s = on_text(text.substr(seg_start, b - seg_start), seg_start); !s.ok()) return s;
+    }
+    ids->push_back(hit->id);
+    i = seg_start = e;
   }
-  if (absl::Status s = EncodeSegment(text.substr(seg_start), seg_start == 0, &ids); !s.ok()) return s;
+  if (seg_start < text.size()) return on_text(text.substr(seg_start), seg_start);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special) const {
+  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
+  std::vector<int32_t> ids;
+  if (add_special) ids = prefix_ids_;
+  // Added tokens matched in the raw text first; the rest is normalized and
+  // split on the normalized ones (HF's two passes).
+  TESSERA_RETURN_IF_ERROR(SplitOnAdded(
+      text, /*normalized=*/false,
+      [&](std::string_view piece, size_t offset) { return EncodeSegment(piece, offset == 0, &ids); }, &ids));
   if (add_special) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
   return ids;
 }
@@ -736,12 +803,15 @@ absl::Status Tokenizer::EncodeSegment(std::string_view text, bool at_input_start
   if (text.empty()) return absl::OkStatus();
   absl::StatusOr<std::string> normalized = Normalize(text);
   if (!normalized.ok()) return normalized.status();
-  std::vector<std::string> pieces;
-  if (absl::Status s = PreTokenize(*normalized, at_input_start, &pieces); !s.ok()) return s;
-  for (const std::string& p : pieces) {
-    if (absl::Status s = Bpe(p, ids); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+  return SplitOnAdded(
+      *normalized, /*normalized=*/true,
+      [&](std::string_view piece, size_t offset) -> absl::Status {
+        std::vector<std::string> pieces;
+        TESSERA_RETURN_IF_ERROR(PreTokenize(piece, at_input_start && offset == 0, &pieces));
+        for (const std::string& p : pieces) TESSERA_RETURN_IF_ERROR(Bpe(p, ids));
+        return absl::OkStatus();
+      },
+      ids);
 }
 
 absl::StatusOr<std::string> Tokenizer::Normalize(std::string_view text) const {
@@ -932,7 +1002,7 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first) con
   const bool is_added = added != added_by_id_.end();
   if (is_added && added_[added->second].special && skip_special) return "";
   if (!is_added && (id < 0 || static_cast<size_t>(id) >= id_to_token_.size())) return "";
-  const std::string& tok = is_added ? added_[added->second].content : id_to_token_[id];
+  const std::string& tok = is_added ? added_[added->second].match : id_to_token_[id];
   if (!byte_level_) {
     // The decoder chain runs on added tokens' text too (HF decodes the
     // token strings, whatever their origin).

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,7 +82,18 @@ class Tokenizer {
     int32_t id;
     std::string content;
     bool special;
+    bool lstrip = false;       // the match takes the whitespace before it
+    bool rstrip = false;       // ... and after it
+    bool single_word = false;  // no match inside a word
+    bool normalized = false;   // matched in the normalized text, as `match`
+    std::string match;         // what is searched for: content, normalized when `normalized`
   };
+  // Splits `text` on the added tokens with normalized == `normalized`, as
+  // HF's AddedVocabulary does (leftmost-longest, non-overlapping): token ids
+  // go to *ids, the text between them to on_text(piece, offset in text).
+  absl::Status SplitOnAdded(std::string_view text, bool normalized,
+                            const std::function<absl::Status(std::string_view, size_t)>& on_text,
+                            std::vector<int32_t>* ids) const;
 
   Tokenizer() = default;
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(std::string_view tokenizer_json,
@@ -107,7 +119,7 @@ class Tokenizer {
   // Added around the ids when encoding with special tokens.
   std::vector<int32_t> prefix_ids_, suffix_ids_;
   int32_t vocab_size_ = 0;
-  std::array<bool, 256> added_first_byte_{};  // some added token starts with this byte
+  std::array<bool, 256> added_first_byte_[2] = {};  // [normalized]: some added token's match starts with this byte
   size_t max_token_bytes_ = 1;
   bool drops_text_ = false;  // a Split pre-tokenizer with behavior Removed
   bool ignore_merges_ = false;  // a piece in the vocabulary is never split (Llama-3)
