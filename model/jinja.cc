@@ -43,6 +43,7 @@ struct Value {
   std::shared_ptr<Dict> dict;
   std::shared_ptr<const Function> fn;
   bool is_namespace = false;  // a namespace() dict: `set ns.x = ...` may assign to it
+  int depth = 0;              // 1 + the deepest element's, for lists and dicts
 
   static Value Undefined(std::string what) {
     Value v;
@@ -114,14 +115,33 @@ struct Dict {
 Value Value::MakeList(List items) {
   Value v;
   v.kind = Kind::kList;
+  for (const Value& e : items) v.depth = std::max(v.depth, e.depth + 1);
+  v.depth = std::max(v.depth, 1);
   v.list = std::make_shared<List>(std::move(items));
   return v;
 }
 Value Value::MakeDict(Dict d) {
   Value v;
   v.kind = Kind::kDict;
+  for (const auto& [k, e] : d.items) v.depth = std::max(v.depth, e.depth + 1);
+  v.depth = std::max(v.depth, 1);
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
+}
+
+// True when v is or holds a namespace (bounded by the value depth limit).
+bool HoldsNamespace(const Value& v) {
+  if (v.kind == Value::Kind::kDict) {
+    if (v.is_namespace) return true;
+    for (const auto& [k, e] : v.dict->items) {
+      if (HoldsNamespace(e)) return true;
+    }
+  } else if (v.kind == Value::Kind::kList) {
+    for (const Value& e : *v.list) {
+      if (HoldsNamespace(e)) return true;
+    }
+  }
+  return false;
 }
 
 struct Args {
@@ -1348,6 +1368,7 @@ class Renderer {
           return RenderError(n.line, absl::StrCat("cannot set an attribute of '", n.targets[0],
                                                   "', which is not a namespace()"));
         }
+        if (HoldsNamespace(v)) return RenderError(n.line, "a namespace() cannot hold a namespace()");
         ns.dict->Set(n.targets[1], std::move(v));
         return Flow::kNormal;
       }
@@ -1457,7 +1478,10 @@ class Renderer {
       const bool ns = name == "namespace";
       return Value::MakeFunction(name, [ns](Args& a) -> absl::StatusOr<Value> {
         Dict d;
-        for (auto& [k, v] : a.named) d.Set(k, v);
+        for (auto& [k, v] : a.named) {
+          if (ns && HoldsNamespace(v)) return absl::InvalidArgumentError("a namespace() cannot hold a namespace()");
+          d.Set(k, v);
+        }
         Value out = Value::MakeDict(std::move(d));
         out.is_namespace = ns;
         return out;
@@ -1492,6 +1516,14 @@ class Renderer {
     return Value::Undefined(name);
   }
 
+  // v, or an error when it nests deeper than kMaxValueDepth.
+  static absl::StatusOr<Value> Bounded(Value v, int line) {
+    if (v.depth > kMaxValueDepth) {
+      return RenderError(line, absl::StrCat("values nest more than ", kMaxValueDepth, " deep"));
+    }
+    return v;
+  }
+
   absl::StatusOr<Value> Eval(const Expr& e) {
     switch (e.kind) {
       case Expr::Kind::kLiteral: return e.literal;
@@ -1503,7 +1535,7 @@ class Renderer {
           TESSERA_JINJA_TRY(v, Eval(*kid));
           items.push_back(std::move(v));
         }
-        return Value::MakeList(std::move(items));
+        return Bounded(Value::MakeList(std::move(items)), e.line);
       }
       case Expr::Kind::kDict: {
         Dict d;
@@ -1513,7 +1545,7 @@ class Renderer {
           TESSERA_JINJA_TRY(v, Eval(*e.kids[k + 1]));
           d.Set(key.s, std::move(v));
         }
-        return Value::MakeDict(std::move(d));
+        return Bounded(Value::MakeDict(std::move(d)), e.line);
       }
       case Expr::Kind::kAttr: {
         TESSERA_JINJA_TRY(obj, Eval(*e.kids[0]));
@@ -1537,6 +1569,7 @@ class Renderer {
         if (!r.ok() && !absl::StartsWith(r.status().message(), kRaisedPrefix)) {
           return RenderError(e.line, absl::StrCat(callee.fn->name, ": ", r.status().message()));
         }
+        if (r.ok()) return Bounded(*std::move(r), e.line);
         return r;
       }
       case Expr::Kind::kFilter: {
@@ -1547,6 +1580,7 @@ class Renderer {
             !absl::StartsWith(r.status().message(), "chat template line")) {
           return RenderError(e.line, absl::StrCat("filter ", e.name, ": ", r.status().message()));
         }
+        if (r.ok()) return Bounded(*std::move(r), e.line);
         return r;
       }
       case Expr::Kind::kTest: {

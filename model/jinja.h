@@ -26,9 +26,10 @@
 // str() of lists and dicts, integer vs float arithmetic.
 //
 // Limits: templates nest at most kMaxNesting blocks or expressions deep
-// (Parse refuses deeper ones; the parser's recursion is bounded by it), and
-// Render stops with ResourceExhausted past kMaxOutputBytes of output or
-// kMaxLoopIterations iterations in all.
+// (Parse refuses deeper ones; the parser's recursion is bounded by it);
+// values nest at most kMaxValueDepth deep and a namespace never holds a
+// namespace (no cycles); Render stops with ResourceExhausted past
+// kMaxOutputBytes of output or kMaxLoopIterations iterations in all.
 //
 // Thread safety: a parsed Template is immutable; Render may be called from
 // any number of threads.
@@ -46,6 +47,9 @@
 namespace tessera::jinja {
 
 inline constexpr int kMaxNesting = 64;
+// Lists and dicts a template builds nest at most this deep (Render refuses
+// deeper ones, so printing, comparing and freeing them stay shallow).
+inline constexpr int kMaxValueDepth = 128;
 inline constexpr int64_t kMaxOutputBytes = int64_t{64} << 20;
 inline constexpr int64_t kMaxLoopIterations = 1000000;
 

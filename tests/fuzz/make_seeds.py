@@ -88,6 +88,13 @@ for a in ["road"]:
                        'sha256: "%s"' % hashlib.sha256(cfg + model).hexdigest()))
     up.append(b"".join(struct.pack("<H", len(m)) + m for m in msgs))
 write("upload_stream", up)
+# Chat templates of real checkpoints with a small conversation.
+_chat = json.dumps([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "h\u00e9llo"}]).encode()
+write("chat_template", [part(json.loads(read(ROOT, "tests", "fixtures", "chat_templates", n + ".json"))["template"].encode())
+                        + _chat for n in ("llama3", "llama3_1", "qwen2_5", "qwen3", "mistral_nemo", "deepseek_v3")])
+
+
 def safetensors_subset(raw, keep):
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])

@@ -112,6 +112,16 @@ TEST(JinjaTest, LimitsHold) {
                 .find("loop iterations"),
             std::string::npos);
   EXPECT_NE(Render("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}").find("MiB"), std::string::npos);
+  // Values a template builds stay shallow, and a namespace never holds one
+  // (no cycle to print or free).
+  EXPECT_NE(Render("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"
+                   "{{ ns.x }}")
+                .find("values nest more than 128 deep"),
+            std::string::npos);
+  EXPECT_NE(Render("{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}").find("cannot hold a namespace"),
+            std::string::npos);
+  EXPECT_NE(Render("{% set ns = namespace(x=1) %}{% set ns.y = [1, {'a': ns}] %}").find("cannot hold a namespace"),
+            std::string::npos);
 }
 
 }  // namespace
