@@ -13,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <limits>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -65,11 +66,22 @@ absl::Status ParseLine(const json& j, const Tokenizer& tokenizer, const Generati
       if (!ids.ok()) return ids.status();
       p.prompt_ids = *std::move(ids);
     } else {
-      p.prompt_ids = j["prompt_ids"].get<std::vector<int32_t>>();
+      if (!j["prompt_ids"].is_array()) return absl::InvalidArgumentError("'prompt_ids' must be a list of token ids");
+      for (const json& id : j["prompt_ids"]) {
+        absl::StatusOr<int64_t> v = JsonInt(id, "prompt_ids entry", 0, std::numeric_limits<int32_t>::max());
+        if (!v.ok()) return v.status();
+        p.prompt_ids.push_back(static_cast<int32_t>(*v));
+      }
     }
-    p.max_new_tokens = j.value("max_new_tokens", 16);
+    // Checked conversions (a float out of range is undefined behaviour in
+    // nlohmann's get<int>()).
+    absl::StatusOr<int64_t> max_new = JsonIntField(j, "max_new_tokens", 16, 0, std::numeric_limits<int32_t>::max());
+    if (!max_new.ok()) return max_new.status();
+    p.max_new_tokens = static_cast<int32_t>(*max_new);
+    absl::StatusOr<int64_t> top_k = JsonIntField(j, "top_k", defaults.top_k, 0, std::numeric_limits<int32_t>::max());
+    if (!top_k.ok()) return top_k.status();
+    p.top_k = static_cast<int32_t>(*top_k);
     p.temperature = j.value("temperature", defaults.temperature);
-    p.top_k = j.value("top_k", defaults.top_k);
     p.top_p = j.value("top_p", defaults.top_p);
     if (j.contains("seed")) {
       if (!j["seed"].is_number_unsigned()) return absl::InvalidArgumentError("'seed' must be a non-negative integer");

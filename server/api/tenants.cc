@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -84,12 +85,19 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Parse(const st
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": role must be \"user\" or \"admin\", got \"", role, "\""));
     }
-    try {
-      tenant.max_adapters = t.value("max_adapters", tenant.max_adapters);
-      tenant.max_adapter_bytes = t.value("max_adapter_bytes", tenant.max_adapter_bytes);
-    } catch (const json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": quotas must be integers: ", e.what()));
+    // Checked conversions: nlohmann's get<int64_t>() of a float out of range
+    // is undefined behaviour (the tenants fuzzer found 3.6e122).
+    absl::StatusOr<int64_t> max_adapters =
+        JsonIntField(t, "max_adapters", tenant.max_adapters, 0, std::numeric_limits<int32_t>::max());
+    absl::StatusOr<int64_t> max_bytes = JsonIntField(t, "max_adapter_bytes", tenant.max_adapter_bytes, 0,
+                                                     std::numeric_limits<int64_t>::max());
+    if (!max_adapters.ok() || !max_bytes.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": quotas must be non-negative integers: ",
+          (max_adapters.ok() ? max_bytes.status() : max_adapters.status()).message()));
     }
+    tenant.max_adapters = *max_adapters;
+    tenant.max_adapter_bytes = *max_bytes;
     std::string hash = absl::AsciiStrToLower(t["api_key_sha256"].get<std::string>());
     bool hex = hash.size() == 64;
     for (char ch : hash) hex = hex && absl::ascii_isxdigit(static_cast<unsigned char>(ch));

@@ -39,6 +39,16 @@ TEST(TenantDirectoryTest, QuotasDefaultAndParse) {
   EXPECT_EQ(t->max_adapters, 3);
   EXPECT_EQ(t->max_adapter_bytes, 1000);
   EXPECT_EQ(t->role, TenantRole::kUser);
+  // Out-of-range, fractional or negative quotas are refused, never converted
+  // (a float out of int64 range was undefined behaviour: fuzzer reproducer
+  // tests/fuzz/corpus/tenants/crash-quota-float-out-of-range).
+  for (const char* bad : {"3.6e122", "1.5", "-1", "\"10\""}) {
+    auto d = TenantDirectory::FromJson("{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": \"" + Sha256Hex("k") +
+                                           "\", \"max_adapter_bytes\": " + bad + "}]}",
+                                       "t.json");
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_NE(d.status().message().find("quotas must be non-negative integers"), std::string::npos) << d.status();
+  }
 }
 
 TEST(TenantDirectoryTest, RejectsMistakesWithTheirLocation) {

@@ -226,6 +226,19 @@ TEST(BatchTest, BadLineFailsBeforeAnyOutput) {
                   dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("in.jsonl:1: not valid JSON"), std::string::npos) << r.output;
+
+  // Numbers go through checked conversions: a float out of range is an
+  // error for its line, not undefined behaviour.
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), "{\"id\":1,\"prompt\":\"ok\",\"max_new_tokens\":1e300}\n");
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                  dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:1: 'max_new_tokens' must be an integer in [0, 2147483647], got 1e+300"), std::string::npos) << r.output;
+  testing::WriteFileOrDie(dir.Join("in.jsonl"), "{\"id\":1,\"prompt_ids\":[1, 2.5]}\n");
+  r = RunCommand({BinaryPath("server/tessera-batch"), "--model", testing::TinyLlamaModelDir(), "--input",
+                  dir.Join("in.jsonl"), "--output", dir.Join("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in.jsonl:1: 'prompt_ids entry' must be an integer"), std::string::npos) << r.output;
 }
 
 TEST(BatchTest, AdaptersPerLine) {
