@@ -75,6 +75,30 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// Rust's char::is_whitespace (Unicode White_Space).
+bool IsWhiteSpace(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Regex \w (Unicode): letters, marks, numbers, connector punctuation.
+bool IsWordChar(char32_t c) {
+  const utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
+         cat == UTF8PROC_CATEGORY_NO || cat == UTF8PROC_CATEGORY_PC;
+}
+
+// The code point that ends at `end` (text[..end] is valid UTF-8).
+char32_t CodePointBefore(std::string_view text, size_t end, size_t* begin) {
+  size_t b = end - 1;
+  while (b > 0 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;
+  size_t probe = b;
+  const char32_t c = NextCodePoint(text, &probe);
+  *begin = b;
+  return c;
+}
+
+
 }  // namespace
 
 // One pre-tokenizer stage: a regex split, then optionally the byte mapping.
@@ -86,6 +110,15 @@ struct Tokenizer::PreTokenizerStep {
     kSplitKeepMatches  // invert: the matches stay, the text between them goes
   };
   enum class Prepend { kAlways, kFirst, kNever };
+  // HF's SplitDelimiterBehavior names; nullopt for an unknown one.
+  static std::optional<Kind> SplitKindOf(std::string_view behavior) {
+    if (behavior == "Isolated") return Kind::kSplitIsolated;
+    if (behavior == "Removed") return Kind::kSplitRemoved;
+    if (behavior == "MergedWithPrevious") return Kind::kSplitMergedWithPrevious;
+    if (behavior == "MergedWithNext") return Kind::kSplitMergedWithNext;
+    if (behavior == "Contiguous") return Kind::kSplitContiguous;
+    return std::nullopt;
+  }
   Kind kind;
   pcre2_code* regex = nullptr;  // null for ByteLevel without regex
   bool add_prefix_space = false;
@@ -445,20 +478,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           pattern = s->value("individual_digits", false) ? "\\p{N}" : "\\p{N}+";
         } else {
           const std::string behavior = s->value("behavior", "Isolated");
-          if (behavior == "Isolated") {
-            step->kind = PreTokenizerStep::Kind::kSplitIsolated;
-          } else if (behavior == "Removed") {
-            step->kind = PreTokenizerStep::Kind::kSplitRemoved;
-            t->drops_text_ = true;
-          } else if (behavior == "MergedWithPrevious") {
-            step->kind = PreTokenizerStep::Kind::kSplitMergedWithPrevious;
-          } else if (behavior == "MergedWithNext") {
-            step->kind = PreTokenizerStep::Kind::kSplitMergedWithNext;
-          } else if (behavior == "Contiguous") {
-            step->kind = PreTokenizerStep::Kind::kSplitContiguous;
-          } else {
-            return fail(absl::StrCat("Punctuation behavior '", Excerpt(behavior, 32), "' is not supported"));
-          }
+          const std::optional<PreTokenizerStep::Kind> kind = PreTokenizerStep::SplitKindOf(behavior);
+          if (!kind) return fail(absl::StrCat("Punctuation behavior '", Excerpt(behavior, 32), "' is not supported"));
+          step->kind = *kind;
+          if (*kind == PreTokenizerStep::Kind::kSplitRemoved) t->drops_text_ = true;
           // Rust's is_ascii_punctuation or Unicode punctuation (P*), one per match.
           pattern = "[\\p{P}$+<=>^`|~]";
         }
@@ -471,22 +494,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
         const std::string behavior = s->value("behavior", "Isolated");
         step->invert = s->value("invert", false);
         if (step->invert && behavior == "Removed") t->drops_text_ = true;
-        if (behavior == "Isolated") {
-          step->kind = PreTokenizerStep::Kind::kSplitIsolated;
-        } else if (behavior == "Removed") {
-          step->kind = PreTokenizerStep::Kind::kSplitRemoved;
-          t->drops_text_ = true;
-        } else if (behavior == "MergedWithPrevious") {
-          step->kind = PreTokenizerStep::Kind::kSplitMergedWithPrevious;
-        } else if (behavior == "MergedWithNext") {
-          step->kind = PreTokenizerStep::Kind::kSplitMergedWithNext;
-        } else if (behavior == "Contiguous") {
-          step->kind = PreTokenizerStep::Kind::kSplitContiguous;
-        } else {
+        const std::optional<PreTokenizerStep::Kind> kind = PreTokenizerStep::SplitKindOf(behavior);
+        if (!kind) {
           return fail(absl::StrCat("Split behavior '", Excerpt(behavior, 32),
                                    "' is not supported (Isolated, Removed, MergedWithPrevious, MergedWithNext, "
                                    "Contiguous)"));
         }
+        step->kind = *kind;
+        if (*kind == PreTokenizerStep::Kind::kSplitRemoved) t->drops_text_ = true;
         const json& p = s->at("pattern");
         if (p.contains("Regex")) {
           pattern = p["Regex"].get<std::string>();
@@ -704,32 +719,6 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return it != added_by_id_.end() && added_[it->second].special;
 }
 
-namespace {
-
-// Rust's char::is_whitespace (Unicode White_Space).
-bool IsWhiteSpace(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-// Regex \w (Unicode): letters, marks, numbers, connector punctuation.
-bool IsWordChar(char32_t c) {
-  const utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
-  return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
-         cat == UTF8PROC_CATEGORY_NO || cat == UTF8PROC_CATEGORY_PC;
-}
-
-// The code point that ends at `end` (text[..end] is valid UTF-8).
-char32_t CodePointBefore(std::string_view text, size_t end, size_t* begin) {
-  size_t b = end - 1;
-  while (b > 0 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;
-  size_t probe = b;
-  const char32_t c = NextCodePoint(text, &probe);
-  *begin = b;
-  return c;
-}
-
-}  // namespace
 
 absl::Status Tokenizer::SplitOnAdded(std::string_view text, bool normalized,
                                      const std::function<absl::Status(std::string_view, size_t)>& on_text,
@@ -841,23 +830,15 @@ absl::StatusOr<std::string> Tokenizer::Normalize(std::string_view text) const {
         break;
       }
       case K::kStrip: {
-        // Unicode White_Space, as Rust's char::is_whitespace.
-        auto white = [](char32_t c) {
-          return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-                 (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-                 c == 0x3000;
-        };
         size_t b = 0, e = s.size();
         while (op.left && b < e) {
           size_t next = b;
-          if (!white(NextCodePoint(s, &next))) break;
+          if (!IsWhiteSpace(NextCodePoint(s, &next))) break;
           b = next;
         }
         while (op.right && e > b) {
-          size_t start = e - 1;
-          while (start > b && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
-          size_t probe = start;
-          if (!white(NextCodePoint(s, &probe))) break;
+          size_t start = 0;
+          if (!IsWhiteSpace(CodePointBefore(s, e, &start))) break;
           e = start;
         }
         s = s.substr(b, e - b);
