@@ -354,7 +354,8 @@ TEST(GenerationDefaultsTest, GenerationConfigSetsWhatARequestLeavesUnset) {
 // (random weights of a small shape, the tokenizer's vocabulary) starts, and
 // Tokenize / Detokenize return what HF tokenizers does.
 TEST(RealTokenizerServerTest, TokenizeReturnsHfIdsForEveryFixtureTokenizer) {
-  for (const std::string name : {"gpt2", "llama2", "llama3", "llama3_1", "qwen2_5", "mistral_nemo", "deepseek_v3", "yi"}) {
+  for (const std::string name :
+       {"gpt2", "llama2", "mistral_7b", "llama3", "llama3_1", "qwen2_5", "mistral_nemo", "deepseek_v3", "yi"}) {
     const std::string tok_dir = std::string(TESSERA_FIXTURES_DIR) + "/tokenizers/" + name;
     auto tok = Tokenizer::FromDir(tok_dir);
     ASSERT_TRUE(tok.ok()) << tok.status();
