@@ -5,10 +5,11 @@
 #include <utf8proc.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <queue>
 #include <sstream>
@@ -81,11 +82,25 @@ bool IsWhiteSpace(char32_t c) {
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-// Regex \w (Unicode): letters, marks, numbers, connector punctuation.
+// The Rust regex crate's Unicode \w, which HF's Whitespace pre-tokenizer and
+// single_word added tokens use (UTS #18 word characters). PCRE2's own \w
+// leaves out marks, Join_Control and the Other_Alphabetic symbols.
+constexpr char kRustWordClass[] = "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}";
+
 bool IsWordChar(char32_t c) {
-  const utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
-  return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
-         cat == UTF8PROC_CATEGORY_NO || cat == UTF8PROC_CATEGORY_PC;
+  static pcre2_code* const word = [] {
+    const std::string pattern = absl::StrCat("^[", kRustWordClass, "]");
+    int err;
+    PCRE2_SIZE off;
+    return pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
+                         &off, nullptr);
+  }();
+  std::string utf8;
+  AppendUtf8(c, &utf8);
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(word, nullptr);
+  const int rc = pcre2_match(word, reinterpret_cast<PCRE2_SPTR>(utf8.data()), utf8.size(), 0, 0, md, nullptr);
+  pcre2_match_data_free(md);
+  return rc > 0;
 }
 
 // The code point that ends at `end` (text[..end] is valid UTF-8).
@@ -370,6 +385,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       t->id_to_token_[i] = token;
       t->vocab_size_ = std::max(t->vocab_size_, i + 1);
     }
+    if (model.contains("continuing_subword_prefix") && model["continuing_subword_prefix"].is_string()) {
+      t->subword_prefix_ = model["continuing_subword_prefix"].get<std::string>();
+    }
+    if (model.contains("end_of_word_suffix") && model["end_of_word_suffix"].is_string()) {
+      t->word_suffix_ = model["end_of_word_suffix"].get<std::string>();
+    }
     int32_t rank = 0;
     for (const json& m : model.at("merges")) {
       std::string a, b;
@@ -385,17 +406,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       } else {
         return fail("a merge is neither \"a b\" nor [a, b]");
       }
+      // HF forms the merged token as a + b less b's first prefix-length
+      // bytes; it refuses a file whose b is shorter.
+      if (b.size() < t->subword_prefix_.size()) {
+        return fail(absl::StrCat("model.merges: '", Excerpt(b, 32), "' is shorter than continuing_subword_prefix"));
+      }
       t->merge_ranks_.emplace(MergeKey(a, b), rank++);
     }
     if (model.contains("unk_token") && model["unk_token"].is_string()) {
       auto it = t->vocab_.find(model["unk_token"].get<std::string>());
       if (it != t->vocab_.end()) t->unk_id_ = it->second;
-    }
-    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-      if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
-        return fail(absl::StrCat("model.", key, " '", Excerpt(model[key].get<std::string>(), 16),
-                                 "' is not supported yet (WordPiece-style subword markers)"));
-      }
     }
     if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
       for (size_t k = 0; k < j["added_tokens"].size(); ++k) {
@@ -467,7 +487,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
         // Punctuation applies its behaviour to each punctuation character.
         if (st == "Whitespace") {
           step->kind = PreTokenizerStep::Kind::kSplitKeepMatches;
-          pattern = "\\w+|[^\\w\\s]+";
+          pattern = absl::StrCat("[", kRustWordClass, "]+|[^", kRustWordClass, "\\s]+");
           t->drops_text_ = true;
         } else if (st == "WhitespaceSplit") {
           step->kind = PreTokenizerStep::Kind::kSplitRemoved;
@@ -539,11 +559,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
       return fail("normalizer: Prepend/Replace with a ByteLevel pre-tokenizer is not supported");
     }
     if (has_byte_level && has_metaspace) return fail("pre_tokenizer: ByteLevel and Metaspace together");
-    if (!has_byte_level && !has_metaspace && !sentencepiece_normalizer) {
+    const std::string decoder_type =
+        j.contains("decoder") && j["decoder"].is_object() ? j["decoder"].value("type", "") : "";
+    const bool subword_decoder = decoder_type == "WordPiece" || decoder_type == "BPEDecoder";
+    if (!has_byte_level && !has_metaspace && !sentencepiece_normalizer && !subword_decoder) {
       return fail(
-          "neither byte-level BPE (a ByteLevel pre-tokenizer) nor SentencePiece-style BPE (Prepend/Replace "
-          "normalizers or a Metaspace pre-tokenizer, Split pre-tokenizers at most); this pipeline is not "
-          "supported yet");
+          "neither byte-level BPE (a ByteLevel pre-tokenizer), SentencePiece-style BPE (Prepend/Replace "
+          "normalizers or a Metaspace pre-tokenizer), nor BPE with a WordPiece or BPEDecoder decoder; this "
+          "pipeline is not supported yet");
     }
     // Decoders.
     if (!j.contains("decoder") || j["decoder"].is_null()) return fail("decoder: missing");
@@ -578,6 +601,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
                 x.contains("prepend_scheme") ? x.value("prepend_scheme", "always")
                                              : (x.value("add_prefix_space", true) ? "always" : "never");
             if (scheme != "never") t->metaspace_first_drop_ = rep;
+          } else if (dt == "WordPiece" || dt == "BPEDecoder") {
+            if (decs.size() != 1) {
+              return fail(absl::StrCat(where, ": '", dt, "' is supported only as the whole decoder"));
+            }
+            if (dt == "WordPiece") {
+              t->wordpiece_prefix_ = x.value("prefix", "##");
+              t->wordpiece_cleanup_ = x.value("cleanup", true);
+            } else {
+              t->bpe_decoder_suffix_ = x.value("suffix", "</w>");
+              if (t->bpe_decoder_suffix_.empty()) return fail(absl::StrCat(where, ": BPEDecoder suffix is empty"));
+            }
           } else if (dt == "ByteFallback") {
             t->decode_byte_fallback_ = true;
           } else if (dt == "Fuse") {
@@ -592,7 +626,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Parse(std::string_view tok
           } else {
             return fail(absl::StrCat(where, ": decoder '", Excerpt(dt, 32),
                                      "' is not supported yet (Replace, ByteFallback, Fuse, Strip, Metaspace, "
-                                     "Sequence)"));
+                                     "WordPiece, BPEDecoder, Sequence)"));
           }
         }
       }
@@ -889,7 +923,7 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
   // ignore_merges (Llama-3): a piece that is a vocabulary token is that token,
   // whatever the merges would make of it; a one-character piece is its token.
   // (Otherwise a token need not be reachable by merges: Gemma's "<s>".)
-  if (whole != vocab_.end() && (ignore_merges_ || piece.size() <= 1)) {
+  if (whole != vocab_.end() && (ignore_merges_ || (piece.size() <= 1 && word_suffix_.empty()))) {
     ids->push_back(whole->second);
     return absl::OkStatus();
   }
@@ -901,11 +935,16 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
     bool alive;
   };
   std::vector<Symbol> sym;
+  // Every character but the first carries continuing_subword_prefix, the
+  // last one end_of_word_suffix (HF's merge_word).
   for (size_t i = 0; i < piece.size();) {
     const size_t start = i;
     NextCodePoint(piece, &i);
     const int n = static_cast<int>(sym.size());
-    sym.push_back({piece.substr(start, i - start), n - 1, -1, true});
+    std::string text = start > 0 ? subword_prefix_ : std::string();
+    absl::StrAppend(&text, absl::string_view(piece.data() + start, i - start));
+    if (i == piece.size()) text += word_suffix_;
+    sym.push_back({std::move(text), n - 1, -1, true});
     if (n > 0) sym[n - 1].next = n;
   }
   using Candidate = std::pair<int32_t, int>;  // rank, left position
@@ -927,7 +966,7 @@ absl::Status Tokenizer::Bpe(const std::string& piece, std::vector<int32_t>* ids)
     const std::optional<int32_t> current = rank_of(left);
     if (!current || *current != rank) continue;  // stale: a neighbour merged since
     const int right = sym[left].next;
-    sym[left].text += sym[right].text;
+    sym[left].text.append(sym[right].text, subword_prefix_.size());
     sym[right].alive = false;
     sym[left].next = sym[right].next;
     if (sym[left].next >= 0) sym[sym[left].next].prev = left;
@@ -978,7 +1017,7 @@ absl::Status Tokenizer::EmitSymbol(const std::string& s, std::vector<int32_t>* i
       absl::StrCat("tokenizer: symbol '", Excerpt(s), "' is not in the vocabulary and there is no unk token"));
 }
 
-std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first) const {
+std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first, bool last) const {
   auto added = added_by_id_.find(id);
   const bool is_added = added != added_by_id_.end();
   if (is_added && added_[added->second].special && skip_special) return "";
@@ -995,6 +1034,26 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first) con
     std::string out = tok;
     if (first && !metaspace_first_drop_.empty()) out = absl::StrReplaceAll(out, {{metaspace_first_drop_, ""}});
     for (const auto& [pattern, content] : decode_replace_) out = absl::StrReplaceAll(out, {{pattern, content}});
+    if (wordpiece_prefix_) {
+      // HF's WordPiece decoder: a later token loses the prefix or gains a
+      // space, then each token is cleaned up on its own.
+      if (!first) {
+        if (out.starts_with(*wordpiece_prefix_)) {
+          out.erase(0, wordpiece_prefix_->size());
+        } else {
+          out.insert(0, " ");
+        }
+      }
+      if (wordpiece_cleanup_) {
+        // One replacement after another, in HF's order.
+        for (const auto& [from, to] : std::initializer_list<std::pair<const char*, const char*>>{
+                 {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+                 {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}}) {
+          out = absl::StrReplaceAll(out, {{from, to}});
+        }
+      }
+    }
+    if (!bpe_decoder_suffix_.empty()) out = absl::StrReplaceAll(out, {{bpe_decoder_suffix_, last ? "" : " "}});
     return out;
   }
   if (is_added) return tok;
@@ -1014,10 +1073,17 @@ std::string Tokenizer::TokenBytes(int32_t id, bool skip_special, bool first) con
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
   std::string bytes;
+  size_t last = ids.size();
+  for (size_t k = ids.size(); k-- > 0;) {
+    if (!(skip_special && IsSpecial(ids[k]))) {
+      last = k;
+      break;
+    }
+  }
   bool first = true;
-  for (int32_t id : ids) {
-    if (skip_special && IsSpecial(id)) continue;
-    bytes += TokenBytes(id, skip_special, first);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (skip_special && IsSpecial(ids[k])) continue;
+    bytes += TokenBytes(ids[k], skip_special, first, k == last);
     first = false;
   }
   std::string text = Utf8Sanitize(bytes);

@@ -1,16 +1,20 @@
 // HF tokenizer.json BPE with the special-token settings of
-// tokenizer_config.json, in two families:
+// tokenizer_config.json, in three families:
 //   byte-level (GPT-2, Llama-3): pre-tokenizers ByteLevel / Split (Regex or
-//     String, Isolated or Removed) / Sequence, decoder ByteLevel;
-//   SentencePiece-style (Llama-2, TinyLlama): normalizers Prepend / Replace
-//     (String patterns) / Sequence, no pre-tokenizer,
+//     String, any behaviour) / Digits / Punctuation / Whitespace(Split) /
+//     Sequence, decoder ByteLevel;
+//   SentencePiece-style (Llama-2, Mistral-7B): normalizers Prepend / Replace
+//     (String patterns) / Sequence, or a Metaspace pre-tokenizer,
 //     byte_fallback (<0xNN> tokens) and fuse_unk, decoders Replace /
-//     ByteFallback / Fuse / Strip / Sequence.
-// Either family may normalize with NFC, NFD, NFKC or NFKD (utf8proc).
-// Merges are "a b" strings or [a, b] pairs, honoured or skipped for whole
-// vocabulary pieces (ignore_merges); added tokens are split out before
-// normalization. Other components are refused by FromDir with a message
-// naming the component.
+//     ByteFallback / Fuse / Strip / Metaspace / Sequence;
+//   subword-marked BPE: continuing_subword_prefix / end_of_word_suffix with
+//     a WordPiece or BPEDecoder decoder.
+// Any family may normalize with NFC, NFD, NFKC, NFKD (utf8proc), Lowercase
+// or Strip. Merges are "a b" strings or [a, b] pairs, honoured or skipped for
+// whole vocabulary pieces (ignore_merges); added tokens are split out in the
+// raw and then the normalized text (lstrip, rstrip, single_word,
+// normalized). Other components are refused by FromDir with a message naming
+// the component's JSON path.
 //
 // Thread safety: immutable after construction; Encode and Decode may be called
 // from any thread.
@@ -49,8 +53,10 @@ class Tokenizer {
   // an added token's content (empty for special tokens when skip_special).
   // These bytes need not be valid UTF-8 on their own. first: the token is the
   // first one decoded (a Metaspace decoder drops its replacements instead of
-  // turning them into spaces).
-  std::string TokenBytes(int32_t id, bool skip_special, bool first = false) const;
+  // turning them into spaces; a WordPiece decoder keeps its prefix and adds no
+  // space). last: the token is the last one decoded (a BPEDecoder turns its
+  // suffix into nothing instead of a space; see decodes_last_differently()).
+  std::string TokenBytes(int32_t id, bool skip_special, bool first = false, bool last = false) const;
 
   // Whole-sequence decode; ill-formed UTF-8 becomes U+FFFD.
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special) const;
@@ -64,6 +70,9 @@ class Tokenizer {
   // Spaces the decoder strips from the start of a whole decode (the
   // SentencePiece family's Strip decoder): 0 or 1.
   int strip_leading_spaces() const { return strip_leading_; }
+  // TokenBytes depends on `last` (a BPEDecoder): a stream holds back what a
+  // token would lose as the last one until the next token arrives.
+  bool decodes_last_differently() const { return !bpe_decoder_suffix_.empty(); }
   // The longest token's text in bytes (byte-level tokens count their UTF-8
   // form, an upper bound on the bytes they cover).
   size_t max_token_bytes() const { return max_token_bytes_; }
@@ -140,6 +149,12 @@ class Tokenizer {
   bool decode_byte_fallback_ = false;
   std::string metaspace_first_drop_;  // a Metaspace decoder's replacement, dropped in the first token
   int strip_leading_ = 0;
+  std::optional<std::string> wordpiece_prefix_;  // a WordPiece decoder
+  bool wordpiece_cleanup_ = true;
+  std::string bpe_decoder_suffix_;  // a BPEDecoder: its suffix becomes a space, or nothing in the last token
+  // BPE subword markers: every character but a word's first starts as
+  // subword_prefix_ + c, the last one as c + word_suffix_.
+  std::string subword_prefix_, word_suffix_;
 };
 
 }  // namespace tessera

@@ -10,8 +10,22 @@ OutputText::OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop
 std::string OutputText::Append(int32_t token_id) {
   if (stopped_) return "";
   const bool first = !any_token_;
-  if (!tokenizer_.IsSpecial(token_id)) any_token_ = true;
-  std::string piece = decoder_.Push(tokenizer_.TokenBytes(token_id, /*skip_special=*/true, first));
+  const bool skipped = tokenizer_.IsSpecial(token_id);
+  if (!skipped) any_token_ = true;
+  std::string bytes = tokenizer_.TokenBytes(token_id, /*skip_special=*/true, first);
+  if (tokenizer_.decodes_last_differently() && !skipped) {
+    // What the previous token loses as the last one is released now that it
+    // is not; what this token would lose is held until the next one.
+    const std::string as_last = tokenizer_.TokenBytes(token_id, /*skip_special=*/true, first, /*last=*/true);
+    std::string released = std::move(not_last_tail_);
+    not_last_tail_.clear();
+    if (bytes.size() > as_last.size() && bytes.starts_with(as_last)) {
+      not_last_tail_ = bytes.substr(as_last.size());
+      bytes.resize(as_last.size());
+    }
+    bytes = released + bytes;
+  }
+  std::string piece = decoder_.Push(bytes);
   if (!started_ && !piece.empty()) {
     // The decoder's Strip of the whole text's first space(s), as HF's
     // decode of the generated ids does.

@@ -33,6 +33,9 @@ class OutputText {
   std::vector<std::string> stop_strings_;
   Utf8StreamDecoder decoder_;
   std::string held_;
+  // Bytes the latest token decodes to only if another follows (a BPEDecoder's
+  // suffix as a space); dropped when generation ends, as HF's decode does.
+  std::string not_last_tail_;
   bool stopped_ = false;
   bool started_ = false;    // some text has been decoded
   bool any_token_ = false;  // a token that is not skipped has been decoded

@@ -289,19 +289,60 @@ TEST(TokenizerConfigTest, PostProcessorsAndTransformersAddBosRules) {
       << t.status();
 }
 
-TEST(TokenizerConfigTest, SubwordMarkersAreRefusedWithTheirPath) {
-  const nlohmann::json vocab = {{"a", 0}, {"<m>", 1}};
-  nlohmann::json j = nlohmann::json::parse(SmallTokenizer(vocab, nlohmann::json::array()));
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    nlohmann::json bad = j;
-    bad["model"][key] = "##";
-    auto t = Tokenizer::FromJson(bad.dump(), "", "x/tokenizer.json");
-    ASSERT_FALSE(t.ok());
-    EXPECT_NE(t.status().message().find(std::string("model.") + key + " '##' is not supported"), std::string::npos)
-        << t.status();
-  }
+// continuing_subword_prefix: a word's later characters start as "##c", and a
+// merge of a and b makes a + b less b's prefix (HF's BPE).
+TEST(TokenizerConfigTest, ContinuingSubwordPrefixMarksLaterCharacters) {
+  const nlohmann::json vocab = {{"a", 0}, {"b", 1}, {"##a", 2}, {"##b", 3}, {"ab", 4}, {"##ab", 5}, {"[UNK]", 6}};
+  nlohmann::json j = nlohmann::json::parse(SmallTokenizer(vocab, {"a ##b", "##a ##b"}, {{"type", "WhitespaceSplit"}}));
+  j["normalizer"] = nullptr;
+  j["model"]["continuing_subword_prefix"] = "##";
+  j["model"]["unk_token"] = "[UNK]";
+  j["decoder"] = {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}};
+  auto t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_TRUE(t.ok()) << t.status();
+  // "abab": a ##b ##a ##b -> ab ##ab; "ba": b ##a; "b" alone has no prefix.
+  EXPECT_EQ(*(*t)->Encode("abab ba b", false), (std::vector<int32_t>{4, 5, 1, 2, 1}));
+  EXPECT_EQ((*t)->Decode({4, 5, 1, 2, 1}, false), "abab ba b");
+  // The first token keeps its prefix; a later one without it gains a space.
+  EXPECT_EQ((*t)->Decode({5, 4}, false), "##ab ab");
+}
+
+// end_of_word_suffix: a word's last character ends in "</w>", so a word "a"
+// is "a</w>", not "a"; a BPEDecoder turns the suffix into a space, except in
+// the last token, and a stream holds that space back until it knows.
+TEST(TokenizerConfigTest, EndOfWordSuffixMarksTheLastCharacter) {
+  const nlohmann::json vocab = {{"a", 0}, {"b", 1}, {"a</w>", 2}, {"b</w>", 3}, {"ab</w>", 4}, {"<unk>", 5}};
+  nlohmann::json j = nlohmann::json::parse(SmallTokenizer(vocab, {"a b</w>"}, {{"type", "Whitespace"}}));
+  j["normalizer"] = nullptr;
+  j["model"]["end_of_word_suffix"] = "</w>";
+  j["model"]["unk_token"] = "<unk>";
+  j["decoder"] = {{"type", "BPEDecoder"}, {"suffix", "</w>"}};
+  auto t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Encode("a ab ba", false), (std::vector<int32_t>{2, 4, 1, 2}));
+  EXPECT_EQ((*t)->Decode({2, 4, 1, 2}, false), "a ab ba");
+  EXPECT_TRUE((*t)->decodes_last_differently());
+  EXPECT_EQ((*t)->TokenBytes(4, false, false, /*last=*/false), "ab ");
+  EXPECT_EQ((*t)->TokenBytes(4, false, false, /*last=*/true), "ab");
+}
+
+TEST(TokenizerConfigTest, SubwordMarkerFormsHfRefusesAreRefusedWithTheirPath) {
+  const nlohmann::json vocab = {{"a", 0}, {"#", 1}, {"a#", 2}};
+  nlohmann::json j = nlohmann::json::parse(SmallTokenizer(vocab, {"a #"}));
+  j["model"]["continuing_subword_prefix"] = "##";  // "#" is shorter than the prefix
+  auto t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("model.merges: '#' is shorter than continuing_subword_prefix"),
+            std::string::npos)
+      << t.status();
   j["model"]["continuing_subword_prefix"] = "";  // GPT-2 writes empty strings: no marker
   EXPECT_TRUE(Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json").ok());
+  j["decoder"] = {{"type", "Sequence"}, {"decoders", {{{"type", "WordPiece"}}, {{"type", "Fuse"}}}}};
+  t = Tokenizer::FromJson(j.dump(), "", "x/tokenizer.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("decoder.decoders[0]: 'WordPiece' is supported only as the whole decoder"),
+            std::string::npos)
+      << t.status();
 }
 
 }  // namespace

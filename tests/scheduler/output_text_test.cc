@@ -36,6 +36,23 @@ TEST(OutputTextTest, ByteLevelStreamsKeepEveryByte) {
   EXPECT_EQ(Stream(**tok, *ids), " Once upon a time");
 }
 
+// A BPEDecoder's suffix becomes a space only once another token follows: a
+// stream holds it back, and an end-of-sequence token does not release it.
+TEST(OutputTextTest, EndOfWordSuffixSpaceWaitsForTheNextToken) {
+  auto tok = testing::LoadTokenizerFixture("bpe_end_of_word_suffix");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  ASSERT_TRUE((*tok)->decodes_last_differently());
+  auto ids = (*tok)->Encode("one two", /*add_special=*/true);  // <s> ... </s>
+  ASSERT_TRUE(ids.ok());
+  OutputText out(**tok, {});
+  std::string text;
+  for (int32_t id : *ids) {
+    text += out.Append(id);
+    EXPECT_FALSE(text.ends_with(" ")) << text;
+  }
+  EXPECT_EQ(text + out.Flush(), "one two");
+}
+
 // Streaming the ids of every parity string (special tokens skipped) gives
 // HF's decode of them, for every fixture tokenizer (Metaspace decoders drop
 // the first token's replacement; Strip decoders the first space).
