@@ -108,7 +108,7 @@ class Loader {
     return absl::InvalidArgumentError(absl::StrCat("adapter '", name_, "': ", what));
   }
 
-  absl::StatusOr<std::shared_ptr<const Adapter>> Load() {
+  absl::StatusOr<AdapterSource> Open() {
     std::error_code ec;
     if (!fs::is_directory(dir_, ec)) {
       return absl::NotFoundError(absl::StrCat("adapter '", name_, "': folder '", dir_, "' does not exist"));
@@ -142,8 +142,7 @@ class Loader {
   }
 
   // The adapter from its config text and opened weights (any source).
-  absl::StatusOr<std::shared_ptr<const Adapter>> LoadParts(std::string_view config_text,
-                                                           std::unique_ptr<SafetensorsFile> file) {
+  absl::StatusOr<AdapterSource> LoadParts(std::string_view config_text, std::unique_ptr<SafetensorsFile> file) {
     absl::StatusOr<json> parsed = ParseJson(config_text, "adapter_config.json", kMaxAdapterConfigBytes);
     if (!parsed.ok()) return Error(std::string(parsed.status().message()));
     config_ = *std::move(parsed);
@@ -153,7 +152,6 @@ class Loader {
     adapter_->name = name_;
     adapter_->dir = dir_;
     adapter_->num_layers = base_.num_hidden_layers;
-    adapter_->modules.resize(static_cast<size_t>(base_.num_hidden_layers) * kNumLinearModules);
     if (!config_.is_object()) return Error("adapter_config.json is not an object");
     const std::string type = config_.value("peft_type", "");
     absl::Status s;
@@ -172,12 +170,14 @@ class Loader {
       return Error(absl::StrCat("adapter_config.json has a field of the wrong type: ", e.what()));
     }
     TESSERA_RETURN_IF_ERROR(s);
-    int targeted = 0;
-    for (const AdapterModule& m : adapter_->modules) targeted += m.targeted() ? 1 : 0;
-    if (targeted == 0) return Error("no module of the base model is targeted (empty adapter?)");
-    spdlog::info("adapter '{}': {} on {} linear layers, {:.2f} MiB, from {}", name_, adapter_->DisplayKind(),
-                 targeted, adapter_->parameter_bytes / 1048576.0, dir_);
-    return std::shared_ptr<const Adapter>(adapter_);
+    if (modules_.empty()) return Error("no module of the base model is targeted (empty adapter?)");
+    spdlog::debug("adapter '{}': {} on {} linear layers, {:.2f} MiB, from {}", name_, adapter_->DisplayKind(),
+                  modules_.size(), adapter_->parameter_bytes / 1048576.0, dir_);
+    AdapterSource source;
+    source.adapter = std::move(adapter_);
+    source.file = std::move(file_);
+    source.modules = std::move(modules_);
+    return source;
   }
 
  private:
@@ -217,9 +217,9 @@ class Loader {
     return absl::OkStatus();
   }
 
-  // A tensor of one module, checked for shape and finiteness, as fp32.
-  absl::StatusOr<std::vector<float>> Tensor(const ModuleRef& ref, const std::string& param,
-                                            const std::vector<int64_t>& shape) {
+  // A tensor of one module, checked for shape (its values are read later).
+  absl::StatusOr<AdapterTensorSource> Tensor(const ModuleRef& ref, const std::string& param,
+                                             const std::vector<int64_t>& shape) {
     auto it = tensors_[ref.path].find(param);
     if (it == tensors_[ref.path].end()) {
       return Error(absl::StrCat(ref.path, ": '", param, "' is missing"));
@@ -231,15 +231,8 @@ class Loader {
                                 ShapeString(shape), " for the base's ", ref.path, " [out=", out, ", in=", in,
                                 "] (trained for another base model?)"));
     }
-    std::vector<float> data = v.ToFloat();
-    for (size_t i = 0; i < data.size(); ++i) {
-      if (!std::isfinite(data[i])) {
-        return Error(absl::StrCat(ref.path, ".", param, " holds ", data[i], " at index ", i,
-                                  " (a diverged training run?)"));
-      }
-    }
-    adapter_->parameter_bytes += static_cast<int64_t>(data.size() * sizeof(float));
-    return data;
+    adapter_->parameter_bytes += v.numel() * static_cast<int64_t>(sizeof(float));
+    return AdapterTensorSource{&v, absl::StrCat(ref.path, ".", param)};
   }
 
   // An integer field of adapter_config.json in [lo, hi]; InvalidArgument
@@ -343,12 +336,11 @@ class Loader {
                                   max_rank < kMaxLoraRank ? " (raise --max-lora-rank)" : " (the kernels' largest)"));
       }
       const auto [out, in] = BaseLinearShape(base_, ref.module);
-      LoraModule lora;
-      lora.rank = static_cast<int32_t>(r);
-      lora.scale = static_cast<float>(rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
-      TESSERA_ASSIGN_OR_RETURN(lora.a, Tensor(ref, "lora_A.weight", {r, in}));
-      TESSERA_ASSIGN_OR_RETURN(lora.b, Tensor(ref, "lora_B.weight", {out, r}));
-      Slot(ref).lora = std::move(lora);
+      AdapterModuleSource& m = Module(ref);
+      m.rank = static_cast<int32_t>(r);
+      m.scale = static_cast<float>(rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
+      TESSERA_ASSIGN_OR_RETURN(m.a, Tensor(ref, "lora_A.weight", {r, in}));
+      TESSERA_ASSIGN_OR_RETURN(m.b, Tensor(ref, "lora_B.weight", {out, r}));
     }
     return absl::OkStatus();
   }
@@ -370,29 +362,11 @@ class Loader {
         return Error(absl::StrCat(path, ": out=", out, " is not a multiple of group_size ", group));
       }
       const int64_t n = variant == "road_1" ? out / 2 : variant == "road_2" ? out : 2 * out;
-      TESSERA_ASSIGN_OR_RETURN(std::vector<float> theta, Tensor(ref, "road_theta", {n}));
-      TESSERA_ASSIGN_OR_RETURN(std::vector<float> alpha, Tensor(ref, "road_alpha", {n}));
-      RoadModule road;
-      road.group = static_cast<int32_t>(group);
-      road.c.resize(out);
-      road.s.resize(out);
-      const int64_t h = group / 2;
-      for (int64_t i = 0; i < out; ++i) {
-        const int64_t g = i / group, k = i % group;
-        int64_t ci, si;  // indices of the (alpha, theta) pair for cos and sin
-        if (variant == "road_1") {
-          ci = si = g * h + (k % h);
-        } else if (variant == "road_2") {
-          ci = si = i;
-        } else {  // road_4: [out/group, 2, group]
-          ci = (g * 2) * group + k;
-          si = (g * 2 + 1) * group + k;
-        }
-        road.c[i] = static_cast<float>(alpha[ci] * std::cos(static_cast<double>(theta[ci])));
-        const float s = static_cast<float>(alpha[si] * std::sin(static_cast<double>(theta[si])));
-        road.s[i] = k < h ? -s : s;
-      }
-      Slot(ref).road = std::move(road);
+      AdapterModuleSource& m = Module(ref);
+      m.group = static_cast<int32_t>(group);
+      m.road_variant = variant == "road_1" ? 1 : variant == "road_2" ? 2 : 4;
+      TESSERA_ASSIGN_OR_RETURN(m.theta, Tensor(ref, "road_theta", {n}));
+      TESSERA_ASSIGN_OR_RETURN(m.alpha, Tensor(ref, "road_alpha", {n}));
     }
     return absl::OkStatus();
   }
@@ -407,7 +381,7 @@ class Loader {
       const auto [out, in] = BaseLinearShape(base_, ref.module);
       const int64_t d1 = (in + nb - 1) / nb, d2 = (out + nb - 1) / nb;
       const int64_t n = std::max((in + d1 - 1) / d1, (out + d2 - 1) / d2);
-      DiabloModule d;
+      AdapterModuleSource& d = Module(ref);
       d.blocks = static_cast<int32_t>(n);
       d.d1 = static_cast<int32_t>(d1);
       d.d2 = static_cast<int32_t>(d2);
@@ -419,14 +393,15 @@ class Loader {
                                   " LoRA): use more num_blocks or raise --max-lora-rank"));
       }
       TESSERA_ASSIGN_OR_RETURN(d.block, Tensor(ref, "block_A", {n, d1, d2}));
-      Slot(ref).diablo = std::move(d);
     }
     return absl::OkStatus();
   }
 
-  AdapterModule& Slot(const ModuleRef& ref) {
-    return adapter_
-        ->modules[static_cast<size_t>(ref.layer) * kNumLinearModules + static_cast<int>(ref.module)];
+  AdapterModuleSource& Module(const ModuleRef& ref) {
+    AdapterModuleSource& m = modules_.emplace_back();
+    m.layer = ref.layer;
+    m.module = ref.module;
+    return m;
   }
 
   const std::string name_, dir_;
@@ -437,34 +412,131 @@ class Loader {
   std::shared_ptr<Adapter> adapter_;
   std::map<std::string, std::map<std::string, const TensorView*>> tensors_;  // module path -> param -> view
   std::map<std::string, ModuleRef> refs_;
+  std::vector<AdapterModuleSource> modules_;
 };
 
+// The heap form of an opened adapter: every module's values read (and
+// checked) into its AdapterModule.
+absl::StatusOr<std::shared_ptr<const Adapter>> Materialize(AdapterSource source, const ModelConfig& base) {
+  std::shared_ptr<Adapter> adapter = std::move(source.adapter);
+  const std::string& name = adapter->name;
+  adapter->modules.resize(static_cast<size_t>(base.num_hidden_layers) * kNumLinearModules);
+  for (const AdapterModuleSource& m : source.modules) {
+    AdapterModule& into = adapter->modules[static_cast<size_t>(m.layer) * kNumLinearModules + static_cast<int>(m.module)];
+    const auto [out, in] = BaseLinearShape(base, m.module);
+    if (adapter->kind == AdapterKind::kLora) {
+      LoraModule lora;
+      lora.rank = m.rank;
+      lora.scale = m.scale;
+      lora.a.resize(static_cast<size_t>(m.a.view->numel()));
+      lora.b.resize(static_cast<size_t>(m.b.view->numel()));
+      TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.a, lora.a.data()));
+      TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.b, lora.b.data()));
+      into.lora = std::move(lora);
+    } else if (adapter->kind == AdapterKind::kDiablo) {
+      DiabloModule d;
+      d.blocks = m.blocks;
+      d.d1 = m.d1;
+      d.d2 = m.d2;
+      d.block.resize(static_cast<size_t>(m.block.view->numel()));
+      TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.block, d.block.data()));
+      into.diablo = std::move(d);
+    } else {
+      RoadModule road;
+      road.group = m.group;
+      road.c.resize(out);
+      road.s.resize(out);
+      TESSERA_RETURN_IF_ERROR(ReadRoadCoefficients(name, m, out, road.c.data(), road.s.data()));
+      into.road = std::move(road);
+    }
+  }
+  spdlog::info("adapter '{}': {} on {} linear layers, {:.2f} MiB, from {}", name, adapter->DisplayKind(),
+               source.modules.size(), adapter->parameter_bytes / 1048576.0, adapter->dir);
+  return std::shared_ptr<const Adapter>(std::move(adapter));
+}
+
 }  // namespace
+
+absl::Status ReadAdapterTensor(const std::string& adapter_name, const AdapterTensorSource& t, float* out) {
+  // In blocks that stay in cache between the copy and the check: one pass
+  // over memory.
+  constexpr int64_t kBlock = 16384;
+  const int64_t n = t.view->numel();
+  for (int64_t begin = 0; begin < n; begin += kBlock) {
+    const int64_t count = std::min(kBlock, n - begin);
+    float* block = out + begin;
+    t.view->ToFloatRange(begin, count, block);
+    bool finite = true;
+    for (int64_t i = 0; i < count; ++i) finite &= std::isfinite(block[i]);
+    if (finite) continue;
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(block[i])) {
+        return absl::InvalidArgumentError(absl::StrCat("adapter '", adapter_name, "': ", t.name, " holds ",
+                                                       block[i], " at index ", begin + i,
+                                                       " (a diverged training run?)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadRoadCoefficients(const std::string& adapter_name, const AdapterModuleSource& m, int64_t out,
+                                  float* c, float* s) {
+  const int64_t n = m.theta.view->numel();
+  std::vector<float> theta(n), alpha(n);
+  TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(adapter_name, m.theta, theta.data()));
+  TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(adapter_name, m.alpha, alpha.data()));
+  const int64_t group = m.group, h = group / 2;
+  for (int64_t i = 0; i < out; ++i) {
+    const int64_t g = i / group, k = i % group;
+    int64_t ci, si;  // indices of the (alpha, theta) pair for cos and sin
+    if (m.road_variant == 1) {
+      ci = si = g * h + (k % h);
+    } else if (m.road_variant == 2) {
+      ci = si = i;
+    } else {  // road_4: [out/group, 2, group]
+      ci = (g * 2) * group + k;
+      si = (g * 2 + 1) * group + k;
+    }
+    c[i] = static_cast<float>(alpha[ci] * std::cos(static_cast<double>(theta[ci])));
+    const float sn = static_cast<float>(alpha[si] * std::sin(static_cast<double>(theta[si])));
+    s[i] = k < h ? -sn : sn;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AdapterSource> OpenAdapter(const std::string& name, const std::string& dir, const ModelConfig& base,
+                                          const AdapterLimits& limits) {
+  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
+                         [&] { return Loader(name, dir, base, limits).Open(); });
+}
 
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& name, const std::string& dir,
                                                            const ModelConfig& base,
                                                            const AdapterLimits& limits) {
-  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
-                         [&] { return Loader(name, dir, base, limits).Load(); });
+  TESSERA_ASSIGN_OR_RETURN(AdapterSource source, OpenAdapter(name, dir, base, limits));
+  return Materialize(std::move(source), base);
 }
 
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterFromBytes(const std::string& name,
                                                                     std::string_view config_json,
                                                                     std::string weights, const ModelConfig& base,
                                                                     const AdapterLimits& limits) {
-  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
-                         [&]() -> absl::StatusOr<std::shared_ptr<const Adapter>> {
-                           Loader loader(name, "(memory)", base, limits);
-                           if (static_cast<int64_t>(weights.size()) > limits.max_file_bytes) {
-                             return loader.Error(absl::StrCat("adapter_model.safetensors is ", weights.size(),
-                                                              " bytes, over the limit of ", limits.max_file_bytes,
-                                                              " (raise --max-adapter-mb)"));
-                           }
-                           absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
-                               SafetensorsFile::FromBytes(std::move(weights), "adapter_model.safetensors");
-                           if (!file.ok()) return loader.Error(std::string(file.status().message()));
-                           return loader.LoadParts(config_json, *std::move(file));
-                         });
+  absl::StatusOr<AdapterSource> source =
+      GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"), [&]() -> absl::StatusOr<AdapterSource> {
+        Loader loader(name, "(memory)", base, limits);
+        if (static_cast<int64_t>(weights.size()) > limits.max_file_bytes) {
+          return loader.Error(absl::StrCat("adapter_model.safetensors is ", weights.size(),
+                                           " bytes, over the limit of ", limits.max_file_bytes,
+                                           " (raise --max-adapter-mb)"));
+        }
+        absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+            SafetensorsFile::FromBytes(std::move(weights), "adapter_model.safetensors");
+        if (!file.ok()) return loader.Error(std::string(file.status().message()));
+        return loader.LoadParts(config_json, *std::move(file));
+      });
+  if (!source.ok()) return source.status();
+  return Materialize(*std::move(source), base);
 }
 
 }  // namespace tessera

@@ -25,6 +25,7 @@
 #include "kernels/plan_view.h"
 #include "model/linear_modules.h"
 #include "model/model_config.h"
+#include "model/safetensors.h"
 
 namespace tessera {
 
@@ -106,6 +107,53 @@ struct Adapter {
   // This adapter without its weights (modules empty).
   std::shared_ptr<const Adapter> Metadata() const;
 };
+
+// One tensor of an adapter as it lies in its open safetensors file.
+struct AdapterTensorSource {
+  const TensorView* view = nullptr;
+  std::string name;  // its key in the file, for errors
+};
+
+// One targeted linear layer as it lies in the file: names, shapes and the
+// config are checked, the values not yet (ReadAdapterTensor checks them for
+// finiteness as it copies them out). The fields of the adapter's kind are set.
+struct AdapterModuleSource {
+  int32_t layer = 0;
+  LinearModule module = LinearModule::kQ;
+  // LoRA: A [rank, in], B [out, rank].
+  int32_t rank = 0;
+  float scale = 1.0f;
+  AdapterTensorSource a, b;
+  // DiaBlo: block [blocks, d1, d2].
+  int32_t blocks = 0, d1 = 0, d2 = 0;
+  AdapterTensorSource block;
+  // RoAd (c and s are computed from them): theta and alpha [n].
+  int32_t group = 0;
+  int32_t road_variant = 1;  // 1, 2 or 4
+  AdapterTensorSource theta, alpha;
+};
+
+// An opened, checked adapter whose values have not been read: what a load
+// copies into a pool slot (AdapterPool::WriteFrom) or into heap vectors
+// (LoadAdapter). `adapter` is the metadata (modules empty, parameter_bytes
+// set); the views point into `file`.
+struct AdapterSource {
+  std::shared_ptr<Adapter> adapter;
+  std::unique_ptr<SafetensorsFile> file;
+  std::vector<AdapterModuleSource> modules;
+};
+
+// OpenAdapter: every check of LoadAdapter that the header and the config
+// allow; no tensor value is read.
+absl::StatusOr<AdapterSource> OpenAdapter(const std::string& name, const std::string& dir, const ModelConfig& base,
+                                          const AdapterLimits& limits);
+
+// t's values as fp32 into out[numel]; InvalidArgument naming the adapter, the
+// tensor and the index at the first NaN or Inf.
+absl::Status ReadAdapterTensor(const std::string& adapter_name, const AdapterTensorSource& t, float* out);
+// A RoAd module's c and s, each [out], from its theta and alpha.
+absl::Status ReadRoadCoefficients(const std::string& adapter_name, const AdapterModuleSource& m, int64_t out,
+                                  float* c, float* s);
 
 // Reads DIR/adapter_config.json and DIR/adapter_model.safetensors and checks
 // them against the base config. Errors name the adapter, the module and the

@@ -27,6 +27,15 @@ AdapterCache::AdapterCache(AdapterPool* pool, Loader loader, Observer observer)
   thread_ = std::thread([this] { LoaderLoop(); });
 }
 
+AdapterCache::Loader AdapterCache::CopyingLoader(HeapLoader load) {
+  return [load = std::move(load)](const std::string& key, AdapterPool& pool,
+                                  int32_t slot) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+    TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<const Adapter> adapter, load(key));
+    TESSERA_RETURN_IF_ERROR(pool.Write(slot, *adapter));
+    return adapter;
+  };
+}
+
 AdapterCache::~AdapterCache() {
   {
     MutexLock lock(&mu_);
@@ -236,10 +245,7 @@ void AdapterCache::LoaderLoop() {
     // The slot is this load's alone: no pin names it until the entry is
     // marked resident below, under the lock.
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::shared_ptr<const Adapter>> loaded = loader_(key);
-    if (loaded.ok()) {
-      if (absl::Status written = pool_->Write(slot, **loaded); !written.ok()) loaded = written;
-    }
+    absl::StatusOr<std::shared_ptr<const Adapter>> loaded = loader_(key, *pool_, slot);
     const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
     {
       MutexLock lock(&mu_);

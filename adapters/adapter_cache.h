@@ -69,8 +69,14 @@ bool IsNotResident(const absl::Status& status);
 
 class AdapterCache {
  public:
-  // Loads the adapter a key names (runs on the loader thread).
-  using Loader = std::function<absl::StatusOr<std::shared_ptr<const Adapter>>(const std::string& key)>;
+  // Loads the adapter a key names into `slot` of `pool` and returns its
+  // metadata (runs on the loader thread; the slot is the load's alone). On
+  // failure the slot may hold anything: the cache clears it.
+  using Loader = std::function<absl::StatusOr<std::shared_ptr<const Adapter>>(const std::string& key,
+                                                                              AdapterPool& pool, int32_t slot)>;
+  // A Loader from one that loads into heap memory, then copies into the slot.
+  using HeapLoader = std::function<absl::StatusOr<std::shared_ptr<const Adapter>>(const std::string& key)>;
+  static Loader CopyingLoader(HeapLoader load);
 
   struct Observer {
     std::function<void(double load_ms, bool ok)> on_load;  // after each load

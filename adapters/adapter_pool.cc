@@ -1,10 +1,15 @@
 #include "adapters/adapter_pool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "kernels/supported_shapes.h"
 
@@ -152,14 +157,87 @@ absl::Status AdapterPool::WriteModule(int32_t slot, int32_t layer, LinearModule 
   return absl::OkStatus();
 }
 
-absl::Status AdapterPool::Write(int32_t slot, const Adapter& adapter) {
+absl::Status AdapterPool::WriteModuleFrom(int32_t slot, const std::string& name, const AdapterModuleSource& m) {
+  const auto [out, in] = BaseLinearShape(config_, m.module);
+  const int64_t stride = stride_[static_cast<int>(m.module)];
+  float* region = Region(slot, m.layer, m.module);
+  const size_t i = Table(m.layer, m.module) + slot;
+  auto mismatch = [&](const char* what) {
+    return absl::InvalidArgumentError(absl::StrCat("adapter pool: layer ", m.layer, " ", LinearModuleName(m.module),
+                                                   ": ", what, " does not fit this model's slot"));
+  };
+  if (m.a.view) {
+    if (m.rank < 1 || m.rank > max_rank_) {
+      return absl::InvalidArgumentError(absl::StrCat("adapter pool: rank ", m.rank, " is over --max-lora-rank ",
+                                                     max_rank_));
+    }
+    const int64_t a = m.a.view->numel();
+    if (a != m.rank * in || m.b.view == nullptr || m.b.view->numel() != out * m.rank) return mismatch("LoRA A/B");
+    TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.a, region));
+    TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.b, region + a));
+    lora_[i] = {region, region + a, m.rank, m.scale};
+  } else if (m.block.view) {
+    const int64_t n = int64_t{m.blocks} * m.d1 * m.d2;
+    if (m.blocks < 1 || m.d1 < 1 || m.d2 < 1 || n > stride || m.block.view->numel() != n) {
+      return mismatch("DiaBlo blocks");
+    }
+    TESSERA_RETURN_IF_ERROR(ReadAdapterTensor(name, m.block, region));
+    diablo_[i] = {region, m.blocks, m.d1, m.d2};
+  } else if (m.theta.view && m.alpha.view) {
+    if (m.group < 2 || out % m.group != 0 || 2 * out > stride) return mismatch("RoAd c/s");
+    TESSERA_RETURN_IF_ERROR(ReadRoadCoefficients(name, m, out, region, region + out));
+    road_[i] = {region, region + out, m.group};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdapterPool::BeginWrite(int32_t slot, const Adapter& adapter) {
   if (slot < 0 || slot >= slots_) {
     return absl::InvalidArgumentError(absl::StrCat("adapter pool: slot ", slot, " of ", slots_));
   }
   Clear(slot);
+  if (adapter.num_layers != config_.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("adapter '", adapter.name, "' has ", adapter.num_layers,
+                                                   " layers of weights; this model has ",
+                                                   config_.num_hidden_layers));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdapterPool::WriteFrom(int32_t slot, const AdapterSource& source, int threads) {
+  TESSERA_RETURN_IF_ERROR(BeginWrite(slot, *source.adapter));
+  const size_t n = source.modules.size();
+  std::atomic<size_t> next{0};
+  Mutex mu;
+  absl::Status first_error;
+  auto work = [&] {
+    for (size_t k = next++; k < n; k = next++) {
+      absl::Status s = WriteModuleFrom(slot, source.adapter->name, source.modules[k]);
+      if (!s.ok()) {
+        MutexLock lock(&mu);
+        if (first_error.ok()) first_error = std::move(s);
+        next = n;  // the others stop at their next module
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads && static_cast<size_t>(t) < n; ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& h : helpers) h.join();
+  if (!first_error.ok()) {
+    Clear(slot);
+    if (absl::StartsWith(first_error.message(), "adapter '")) return first_error;
+    return absl::InvalidArgumentError(absl::StrCat("adapter '", source.adapter->name, "': ", first_error.message()));
+  }
+  slot_ops_[slot] = AdapterOpOf(source.adapter->kind);
+  occupied_[slot] = 1;
+  return absl::OkStatus();
+}
+
+absl::Status AdapterPool::Write(int32_t slot, const Adapter& adapter) {
+  TESSERA_RETURN_IF_ERROR(BeginWrite(slot, adapter));
   const int32_t layers = config_.num_hidden_layers;
-  if (adapter.num_layers != layers ||
-      adapter.modules.size() != static_cast<size_t>(layers) * kNumLinearModules) {
+  if (adapter.modules.size() != static_cast<size_t>(layers) * kNumLinearModules) {
     return absl::InvalidArgumentError(absl::StrCat("adapter '", adapter.name, "' has ", adapter.num_layers,
                                                    " layers of weights; this model has ", layers));
   }

@@ -60,6 +60,11 @@ class AdapterPool {
   // does not fit (rank over max_lora_rank, DiaBlo blocks over the stride);
   // the slot is then empty.
   absl::Status Write(int32_t slot, const Adapter& adapter);
+  // The same from an opened adapter, straight from its file into the slot
+  // (dtype converted and finiteness checked in the same pass), split over up
+  // to `threads` threads by module. Also InvalidArgument at a NaN or Inf;
+  // the slot is then empty.
+  absl::Status WriteFrom(int32_t slot, const AdapterSource& source, int threads = 1);
   // Empties `slot`: every table entry null, op_of nullopt.
   void Clear(int32_t slot);
 
@@ -89,6 +94,9 @@ class AdapterPool {
   }
   float* Region(int32_t slot, int32_t layer, LinearModule m) const;
   absl::Status WriteModule(int32_t slot, int32_t layer, LinearModule m, const AdapterModule& module);
+  absl::Status WriteModuleFrom(int32_t slot, const std::string& name, const AdapterModuleSource& module);
+  // Checks slot and layer count before a write; clears the slot.
+  absl::Status BeginWrite(int32_t slot, const Adapter& adapter);
 
   const ModelConfig config_;
   const int32_t slots_;

@@ -17,6 +17,7 @@
 #define TESSERA_ADAPTERS_ADAPTER_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -134,10 +135,14 @@ class AdapterStore {
 
   // Directory holding the entry's two files.
   std::string PathOf(const StoredAdapter& entry) const;
-  // Re-reads the entry's files and checks sizes and sha256. On a mismatch the
-  // entry is quarantined (logged, removed from the manifest) and DataLoss is
-  // returned.
-  absl::Status Verify(const StoredAdapter& entry);
+  // Checks the entry's files against the manifest: kFull re-reads them and
+  // checks sizes and sha256 (after_chunk(bytes) runs after each chunk read,
+  // to pace a scrub); kSizes only their sizes (a stat, for every cache load).
+  // On a mismatch the entry is quarantined (logged, removed from the
+  // manifest) and DataLoss is returned.
+  enum class VerifyMode { kSizes, kFull };
+  absl::Status Verify(const StoredAdapter& entry, VerifyMode mode = VerifyMode::kFull,
+                      const std::function<void(size_t)>& after_chunk = nullptr);
 
   const std::string& dir() const { return dir_; }
   // Entries quarantined since Open (including by Open itself).

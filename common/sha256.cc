@@ -69,6 +69,14 @@ absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha) {
   return ReadFileInChunks(path, [sha](std::string_view chunk) { sha->Update(chunk); });
 }
 
+absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha,
+                                     const std::function<void(size_t)>& after_chunk) {
+  return ReadFileInChunks(path, [&](std::string_view chunk) {
+    sha->Update(chunk);
+    if (after_chunk) after_chunk(chunk.size());
+  });
+}
+
 absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path) {
   Sha256 sha;
   absl::StatusOr<int64_t> bytes = HashFileInto(path, &sha);

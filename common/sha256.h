@@ -6,6 +6,7 @@
 #ifndef TESSERA_COMMON_SHA256_H_
 #define TESSERA_COMMON_SHA256_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,9 @@ absl::StatusOr<std::string> Sha256HexOfFile(const std::string& path);
 // Streams the file into sha (so several files can share one digest); returns
 // its size. NotFound when missing.
 absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha);
+// The same, calling after_chunk(bytes) after each chunk (pacing, progress).
+absl::StatusOr<int64_t> HashFileInto(const std::string& path, Sha256* sha,
+                                     const std::function<void(size_t)>& after_chunk);
 
 }  // namespace tessera
 

@@ -37,6 +37,13 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, data_dir, "", "durable adapter store; empty: no uploads, start-up adapters only");
 ABSL_FLAG(double, adapter_cache_mb, 1024, "memory for resident uploaded adapters, in MiB (LRU beyond it)");
 ABSL_FLAG(double, max_upload_mb, 1024, "largest adapter upload (both files), in MiB");
+ABSL_FLAG(int, adapter_load_threads, 0,
+          "threads copying an adapter into its pool slot on a cache miss; 0: up to 4, at most the cores");
+ABSL_FLAG(double, adapter_scrub_mb_per_s, 32,
+          "background re-check of stored adapters' sha256, in MiB read per second; 0: off (sizes are still "
+          "checked on every load)");
+ABSL_FLAG(absl::Duration, adapter_scrub_interval, absl::Hours(1),
+          "pause between two passes of the adapter scrub over the whole store");
 ABSL_FLAG(std::string, tenants, "", "tenants and API key hashes, JSON (see README)");
 ABSL_FLAG(bool, insecure_no_auth, false, "accept every call as the admin tenant 'local' (local demos only)");
 ABSL_FLAG(std::string, on_watermark_match, "reject",
@@ -188,6 +195,15 @@ int Run() {
   so->data_dir = absl::GetFlag(FLAGS_data_dir);
   so->testing_step_delay = absl::GetFlag(FLAGS_testing_step_delay);
   so->adapter_cache_bytes = mib(absl::GetFlag(FLAGS_adapter_cache_mb));
+  if (absl::GetFlag(FLAGS_adapter_load_threads) < 0 || !(absl::GetFlag(FLAGS_adapter_scrub_mb_per_s) >= 0) ||
+      absl::GetFlag(FLAGS_adapter_scrub_interval) < absl::ZeroDuration()) {
+    return Fail(
+        "cannot start: --adapter-load-threads, --adapter-scrub-mb-per-s and --adapter-scrub-interval must not be "
+        "negative");
+  }
+  so->adapter_load_threads = absl::GetFlag(FLAGS_adapter_load_threads);
+  so->adapter_scrub_bytes_per_second = mib(absl::GetFlag(FLAGS_adapter_scrub_mb_per_s));
+  so->adapter_scrub_interval = absl::GetFlag(FLAGS_adapter_scrub_interval);
   so->scheduler_observer = metrics.SchedulerObserver();
   so->adapter_cache_observer = metrics.CacheObserver();
   absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);

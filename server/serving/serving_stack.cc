@@ -133,14 +133,27 @@ absl::StatusOr<std::unique_ptr<ServingStack>> BuildServingStack(const ServingOpt
     spdlog::info("adapter store {}: {} adapter(s), {} quarantined", o.data_dir, stack->store->List().size(),
                  stack->store->quarantined());
   }
-  // Stored adapters load lazily through the cache: "@ID" keys; the file
-  // hashes are checked on every load, so a corrupted entry is quarantined
-  // instead of served.
+  // Stored adapters load lazily through the cache: "@ID" keys, copied from
+  // their files straight into a pool slot. Their sha256 is checked at upload
+  // and by the scrubber, which drops a quarantined adapter from the cache.
   TESSERA_ASSIGN_OR_RETURN(stack->pool, CreateAdapterPool(o, c));
+  stack->adapter_load_threads =
+      o.adapter_load_threads > 0
+          ? o.adapter_load_threads
+          : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   const ServingStack* self = stack.get();
   stack->cache = std::make_unique<AdapterCache>(
-      stack->pool.get(), [self](const std::string& key) { return self->LoadAdapterByKey(key); },
+      stack->pool.get(),
+      [self](const std::string& key, AdapterPool& pool, int32_t slot) {
+        return self->LoadAdapterIntoSlot(key, pool, slot);
+      },
       o.adapter_cache_observer);
+  if (stack->store && o.adapter_scrub_bytes_per_second > 0) {
+    AdapterCache* cache = stack->cache.get();
+    stack->scrubber = std::make_unique<AdapterScrubber>(
+        stack->store.get(), AdapterScrubOptions{o.adapter_scrub_bytes_per_second, o.adapter_scrub_interval},
+        [cache](const StoredAdapter& e) { cache->Erase(StoredAdapterKey(e.id)); });
+  }
   stack->startup_adapters = std::make_unique<StartupAdapters>();
   for (const auto& [name, dir] : o.adapters) {
     absl::Status s = stack->startup_adapters->Load(name, dir, c, o.adapter_limits, *stack->cache);
@@ -269,6 +282,28 @@ absl::StatusOr<std::shared_ptr<const Adapter>> ServingStack::LoadAdapterByKey(co
     return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
   TESSERA_RETURN_IF_ERROR(store->Verify(*e));
   return LoadAdapter(e->reference(), store->PathOf(*e), model->config, adapter_limits);
+}
+
+absl::StatusOr<std::shared_ptr<const Adapter>> ServingStack::LoadAdapterIntoSlot(const std::string& key,
+                                                                                AdapterPool& pool,
+                                                                                int32_t slot) const {
+  if (key.empty() || key[0] != '@') {
+    TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<const Adapter> a,
+                             startup_adapters->Reload(key, model->config, adapter_limits));
+    TESSERA_RETURN_IF_ERROR(pool.Write(slot, *a));
+    return a->Metadata();
+  }
+  std::optional<StoredAdapter> e = store ? store->FindById(key.substr(1)) : std::nullopt;
+  if (!e)
+    return absl::NotFoundError("the adapter was deleted before the request could start; upload it again");
+  TESSERA_RETURN_IF_ERROR(store->Verify(*e, AdapterStore::VerifyMode::kSizes));
+  absl::StatusOr<AdapterSource> source = OpenAdapter(e->reference(), store->PathOf(*e), model->config, adapter_limits);
+  absl::Status written = source.ok() ? pool.WriteFrom(slot, *source, adapter_load_threads) : source.status();
+  if (written.ok()) return std::shared_ptr<const Adapter>(std::move(source->adapter));
+  // It loaded when it was uploaded: if its files changed since, say so (and
+  // quarantine it) rather than report the symptom.
+  if (absl::Status verified = store->Verify(*e); !verified.ok()) return verified;
+  return written;
 }
 
 ServingStack::~ServingStack() {

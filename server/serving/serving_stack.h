@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/adapter_cache.h"
+#include "adapters/adapter_scrubber.h"
 #include "adapters/adapter_pool.h"
 #include "model/chat_template.h"
 #include "model/generation_config.h"
@@ -58,6 +59,13 @@ struct ServingOptions {
   // Memory for the pool slots of stored adapters when adapter_slots is 0
   // (start-up ones are extra).
   int64_t adapter_cache_bytes = int64_t{1} << 30;
+  // Threads that copy one adapter into its pool slot on a cache miss; 0: up
+  // to 4, never more than the cores.
+  int adapter_load_threads = 0;
+  // The background re-check of stored adapters' sha256 (adapter_scrubber.h):
+  // bytes read per second (0: no scrub) and the pause between passes.
+  int64_t adapter_scrub_bytes_per_second = int64_t{32} << 20;
+  absl::Duration adapter_scrub_interval = absl::Hours(1);
   // Metrics hooks (may be empty); they must outlive the stack.
   Scheduler::Observer scheduler_observer;
   AdapterCache::Observer adapter_cache_observer;
@@ -70,6 +78,7 @@ struct ServingStack {
   std::unique_ptr<WatermarkVault> vault;   // null without data_dir
   std::unique_ptr<AdapterPool> pool;       // the slots the engine reads; before the cache and engine
   std::unique_ptr<AdapterCache> cache;     // start-up adapters are permanent entries keyed by name
+  std::unique_ptr<AdapterScrubber> scrubber;  // with a store; drops quarantined adapters from the cache
   std::unique_ptr<StartupAdapters> startup_adapters;  // --adapter
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> scheduler;  // started; destroyed before the cache (it holds pins)
@@ -84,10 +93,18 @@ struct ServingStack {
   std::string chat_template_source;
 
   v1::ServerInfoResponse Info() const;
-  // Reads an adapter by AdapterCache key: a start-up adapter's name, or a
-  // stored one ("@ID": sha256 re-checked, so corruption is quarantined, never
-  // served). What the cache's loader runs on a miss.
+  // Reads an adapter by AdapterCache key into memory: a start-up adapter's
+  // name, or a stored one ("@ID": sha256 re-checked first, so corruption is
+  // quarantined, never used). For ownership checks.
   absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterByKey(const std::string& key) const;
+  // What the cache's loader runs on a miss: the adapter straight from its
+  // files into `slot`, its metadata returned. A stored adapter's file sizes
+  // are checked against the manifest (its sha256 was checked at upload, and
+  // the scrubber re-checks it); when its files fail to load, its sha256 is
+  // checked too, so a corrupted entry is quarantined instead of retried.
+  absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterIntoSlot(const std::string& key, AdapterPool& pool,
+                                                                     int32_t slot) const;
+  int adapter_load_threads = 1;
   ~ServingStack();  // stops the scheduler before the cache it pins from goes
 };
 

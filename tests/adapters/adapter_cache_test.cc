@@ -49,7 +49,7 @@ std::unique_ptr<AdapterPool> Pool(int32_t slots, int32_t max_rank = 4) {
 class FakeLoader {
  public:
   AdapterCache::Loader loader() {
-    return [this](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+    return AdapterCache::CopyingLoader([this](const std::string& key) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
       calls_.fetch_add(1);
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return !hold_; });
@@ -57,7 +57,7 @@ class FakeLoader {
       if (key.rfind("flaky", 0) == 0 && calls_.load() == 1) return absl::UnavailableError("disk hiccup");
       if (key.rfind("huge", 0) == 0) return FakeAdapter(key, 1, 8);
       return FakeAdapter(key, static_cast<float>(key.size()));
-    };
+    });
   }
   void Hold() {
     std::lock_guard<std::mutex> lock(mu_);

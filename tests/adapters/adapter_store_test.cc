@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
+#include "adapters/adapter_scrubber.h"
+#include "common/mutex.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -397,6 +400,9 @@ TEST_F(AdapterStoreTest, VerifyDetectsSameSizeByteFlipAndQuarantines) {
   bytes[bytes.size() / 2] ^= 0x01;
   WriteFile(model, bytes);
   ASSERT_EQ(fs::file_size(model), static_cast<uintmax_t>(entry->model_bytes));
+  // A size check (what every cache load does) cannot see it; the scrub's
+  // full check does.
+  EXPECT_TRUE(store->Verify(*entry, AdapterStore::VerifyMode::kSizes).ok());
 
   absl::Status status = store->Verify(*entry);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
@@ -413,6 +419,63 @@ TEST_F(AdapterStoreTest, VerifyDetectsSameSizeByteFlipAndQuarantines) {
   EXPECT_FALSE(store->Find("alice", "flip").has_value());
   EXPECT_TRUE(store->Find("alice", "fine").has_value());
   EXPECT_EQ(store->quarantined(), 0);
+}
+
+TEST_F(AdapterStoreTest, SizeCheckQuarantinesAFileOfAnotherSize) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<StoredAdapter> entry = Store(*store, "alice", "short");
+  ASSERT_TRUE(entry.ok());
+  const fs::path model = fs::path(store->PathOf(*entry)) / kAdapterModelFile;
+  WriteFile(model, ReadFile(model) + "x");
+  absl::Status status = store->Verify(*entry, AdapterStore::VerifyMode::kSizes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_TRUE(Contains(status.message(), "manifest.json records")) << status;
+  EXPECT_TRUE(fs::exists(dir_ / "quarantine" / (entry->id + "-size-mismatch") / kAdapterModelFile));
+  EXPECT_FALSE(store->Find("alice", "short").has_value());
+}
+
+// The scrubber finds a same-size change, quarantines the entry, tells its
+// callback, leaves the others alone, and paces its reads.
+TEST_F(AdapterStoreTest, ScrubberQuarantinesAChangedEntryAndPacesItsReads) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<StoredAdapter> bad = Store(*store, "alice", "bad");
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE(Store(*store, "alice", "good").ok());
+  const fs::path model = fs::path(store->PathOf(*bad)) / kAdapterModelFile;
+  std::string bytes = ReadFile(model);
+  bytes[1] ^= 0x40;
+  WriteFile(model, bytes);
+  Mutex mu;
+  std::vector<std::string> told;
+  {
+    AdapterScrubber scrubber(store.get(), {int64_t{1} << 30, absl::Milliseconds(10)},
+                             [&](const StoredAdapter& e) {
+                               MutexLock lock(&mu);
+                               told.push_back(e.reference());
+                             });
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (scrubber.stats().passes < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    const AdapterScrubber::Stats stats = scrubber.stats();
+    EXPECT_GE(stats.passes, 2);
+    EXPECT_EQ(stats.quarantined, 1);
+    EXPECT_GE(stats.verified, 3);  // both in the first pass, the good one again after
+  }
+  EXPECT_EQ(told, std::vector<std::string>{"alice/bad"});
+  EXPECT_FALSE(store->Find("alice", "bad").has_value());
+  EXPECT_TRUE(store->Find("alice", "good").has_value());
+
+  // 1 KiB/s over a few KiB: still reading when it is destroyed, which is
+  // prompt all the same.
+  const absl::Time start = absl::Now();
+  {
+    AdapterScrubber slow(store.get(), {1024, absl::Hours(1)}, nullptr);
+    absl::SleepFor(absl::Milliseconds(300));
+    EXPECT_EQ(slow.stats().passes, 0);
+    EXPECT_LE(slow.stats().bytes, 1024 + 65536);
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 TEST_F(AdapterStoreTest, AppendEnforcesFileNamesAndOrder) {

@@ -12,6 +12,7 @@
 #include "server/engine/engine.h"
 #include "server/engine/sampler.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/kv_pages.h"
 
@@ -64,10 +65,15 @@ class AdapterTest : public ::testing::Test {
     base_ = LoadBase().release();
     // Slots in reverse order of kAdapters, so no adapter sits in slot 0.
     pool_ = AdapterPool::Create(base_->config, {static_cast<int32_t>(std::size(kAdapters)) + 1, 64})->release();
+    // The slots are written the way a cache miss writes them: straight from
+    // the files (OpenAdapter + WriteFrom), so the reference tests below check
+    // that path; HeapAndDirectWritesFillTheSameSlot checks Write against it.
     for (const char* name : kAdapters) {
+      absl::StatusOr<AdapterSource> source = OpenAdapter(name, AdapterDir(name), base_->config, {});
+      ASSERT_TRUE(source.ok()) << source.status();
+      ASSERT_TRUE(pool_->WriteFrom(Slot(name), *source, /*threads=*/3).ok()) << name;
       absl::StatusOr<std::shared_ptr<const Adapter>> a = LoadAdapter(name, AdapterDir(name), base_->config, {});
       ASSERT_TRUE(a.ok()) << a.status();
-      ASSERT_TRUE(pool_->Write(Slot(name), **a).ok()) << name;
       adapters_[name] = *a;
     }
   }
@@ -163,6 +169,87 @@ TEST_F(AdapterTest, LoadedMetadata) {
   // The pool's copy of lora2: q targeted, k not.
   EXPECT_EQ(pool_->lora(0, LinearModule::kQ)[Slot("lora2")].rank, lora2.module(0, LinearModule::kQ).lora->rank);
   EXPECT_EQ(pool_->lora(0, LinearModule::kK)[Slot("lora2")].a, nullptr);
+}
+
+// Write (start-up adapters: heap vectors) and WriteFrom (cache misses:
+// straight from the file) leave the same tables and the same values.
+TEST_F(AdapterTest, HeapAndDirectWritesFillTheSameSlot) {
+  auto heap = *AdapterPool::Create(base_->config, {static_cast<int32_t>(std::size(kAdapters)) + 1, 64});
+  for (const char* name : kAdapters) {
+    const int32_t slot = Slot(name);
+    ASSERT_TRUE(heap->Write(slot, *adapters_[name]).ok()) << name;
+    EXPECT_EQ(heap->op_of(slot), pool_->op_of(slot)) << name;
+    int compared = 0;
+    for (int32_t l = 0; l < base_->config.num_hidden_layers; ++l) {
+      for (LinearModule m : kLinearModules) {
+        const auto [out, in] = BaseLinearShape(base_->config, m);
+        const LoraSlotWeights& x = heap->lora(l, m)[slot];
+        const LoraSlotWeights& y = pool_->lora(l, m)[slot];
+        ASSERT_EQ(x.a == nullptr, y.a == nullptr) << name;
+        if (x.a) {
+          EXPECT_EQ(x.rank, y.rank);
+          EXPECT_EQ(x.scale, y.scale);
+          EXPECT_EQ(std::memcmp(x.a, y.a, sizeof(float) * x.rank * in), 0) << name;
+          EXPECT_EQ(std::memcmp(x.b, y.b, sizeof(float) * x.rank * out), 0) << name;
+          ++compared;
+        }
+        const DiabloSlotWeights& dx = heap->diablo(l, m)[slot];
+        const DiabloSlotWeights& dy = pool_->diablo(l, m)[slot];
+        ASSERT_EQ(dx.block == nullptr, dy.block == nullptr) << name;
+        if (dx.block) {
+          EXPECT_EQ(dx.blocks, dy.blocks);
+          EXPECT_EQ(std::memcmp(dx.block, dy.block, sizeof(float) * dx.blocks * dx.d1 * dx.d2), 0) << name;
+          ++compared;
+        }
+        const RoadSlotWeights& rx = heap->road(l, m)[slot];
+        const RoadSlotWeights& ry = pool_->road(l, m)[slot];
+        ASSERT_EQ(rx.c == nullptr, ry.c == nullptr) << name;
+        if (rx.c) {
+          EXPECT_EQ(std::memcmp(rx.c, ry.c, sizeof(float) * out), 0) << name;
+          EXPECT_EQ(std::memcmp(rx.s, ry.s, sizeof(float) * out), 0) << name;
+          ++compared;
+        }
+      }
+    }
+    EXPECT_GT(compared, 0) << name;
+  }
+}
+
+// A NaN found while copying into the slot fails the write with the tensor
+// and index named, and leaves the slot empty.
+TEST_F(AdapterTest, ANanFoundDuringTheDirectWriteLeavesTheSlotEmpty) {
+  TempDir tmp;
+  const std::string d = tmp.Join("lora");
+  fs::create_directories(d);
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) {
+    fs::copy_file(AdapterDir("lora") + "/" + f, d + "/" + f);
+    fs::permissions(d + "/" + f, fs::perms::owner_write, fs::perm_options::add);
+  }
+  std::vector<TensorToWrite> tensors;
+  {
+    auto f = *SafetensorsFile::Open(d + "/adapter_model.safetensors");
+    for (const auto& [name, view] : f->tensors()) {
+      TensorToWrite t{name, view.dtype, view.shape, std::vector<uint8_t>(view.data, view.data + view.nbytes)};
+      if (name == "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight") {
+        const float inf = INFINITY;
+        std::memcpy(t.data.data() + 4 * 7, &inf, 4);
+      }
+      tensors.push_back(std::move(t));
+    }
+  }
+  ASSERT_TRUE(WriteSafetensors(d + "/adapter_model.safetensors", tensors).ok());
+  absl::StatusOr<AdapterSource> source = OpenAdapter("tenant-x", d, base_->config, {});
+  ASSERT_TRUE(source.ok()) << source.status();  // the header is fine
+  auto pool = *AdapterPool::Create(base_->config, {2, 64});
+  for (int threads : {1, 4}) {
+    absl::Status s = pool->WriteFrom(1, *source, threads);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("adapter 'tenant-x': model.layers.1.mlp.up_proj.lora_B.weight holds inf at index 7"),
+              std::string::npos)
+        << s;
+    EXPECT_FALSE(pool->op_of(1));
+    EXPECT_EQ(pool->lora(0, LinearModule::kQ)[1].a, nullptr);
+  }
 }
 
 TEST_F(AdapterTest, APlanNamingAnEmptySlotOrTheWrongKindIsRefused) {

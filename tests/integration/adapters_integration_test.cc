@@ -560,6 +560,47 @@ TEST(AdapterStoreRestartTest, EveryAcknowledgedAdapterComesBackAndATruncatedOneI
 
 // --- Eviction storm ---
 
+// Cache loads trust the stored files (their sizes are checked, not their
+// sha256); the scrub re-reads them. A byte changed on disk after upload, the
+// size kept, is found by the scrub, quarantined and never served again, not
+// even from the resident copy.
+TEST(AdapterScrubTest, AFileChangedOnDiskAfterUploadIsQuarantinedAndNeverServedAgain) {
+  testing::TempDir data;
+  auto server = testing::ServerProcess::Start(
+      testing::TinyLlamaModelDir(),
+      {"--data-dir", data.path(), "--adapter-scrub-mb-per-s", "1000", "--adapter-scrub-interval", "50ms"});
+  ASSERT_NE(server, nullptr);
+  auto client = ConnectOrDie(*server);
+  for (const char* kind : {"lora", "diablo"}) {
+    ASSERT_TRUE(client->UploadAdapter(FixtureAdapterDir(kind), Meta(kind)).ok()) << kind;
+    auto r = client->Generate(GreedyRequest(3, kind));
+    ASSERT_TRUE(r.ok()) << kind << ": " << r.status();
+    EXPECT_EQ(Ids(r->token_ids()), Greedy(kind, 3)) << kind;
+  }
+  std::string victim_dir;
+  for (const auto& e : fs::directory_iterator(data.path() + "/adapters")) {
+    if (testing::ReadFileOrDie(e.path().string() + "/adapter_config.json").find("LORA") != std::string::npos) {
+      victim_dir = e.path().string();
+    }
+  }
+  ASSERT_FALSE(victim_dir.empty());
+  std::string weights = testing::ReadFileOrDie(victim_dir + "/adapter_model.safetensors");
+  weights[weights.size() - 3] ^= 0x01;  // the low bits of one value: still a finite number
+  testing::WriteFileOrDie(victim_dir + "/adapter_model.safetensors", weights);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (StoreEntries(data.path(), "quarantine").empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(StoreEntries(data.path(), "quarantine").size(), 1u) << server->Log();
+  EXPECT_NE(server->Log().find("sha256-mismatch"), std::string::npos) << server->Log();
+  auto r = client->Generate(GreedyRequest(3, "lora"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_EQ(client->GetAdapter("lora").status().code(), absl::StatusCode::kNotFound);
+  auto other = client->Generate(GreedyRequest(3, "diablo"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(Ids(other->token_ids()), Greedy("diablo", 3));
+}
+
 TEST(EvictionStormTest, TwoAdapterBudgetTwentyAdaptersFiveHundredRequestsNoMismatch) {
   // Twenty adapters of one resident size (copies of the two rank-8 LoRA
   // fixtures, which have different weights), and a pool of two slots.

@@ -17,9 +17,10 @@ std::string AdapterDir(const std::string& name) { return testing::TinyLlamaDir()
 TEST(StartupAdaptersTest, FailedAdaptersAreReportedAndOthersServe) {
   const ModelConfig config = *ModelConfig::FromFile(testing::TinyLlamaModelDir() + "/config.json");
   auto pool = *AdapterPool::Create(config, {2, 64});
-  AdapterCache cache(pool.get(), [](const std::string&) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
-    return absl::NotFoundError("no store");
-  });
+  AdapterCache cache(pool.get(), AdapterCache::CopyingLoader(
+                                     [](const std::string&) -> absl::StatusOr<std::shared_ptr<const Adapter>> {
+                                       return absl::NotFoundError("no store");
+                                     }));
   testing::TempDir dir;
   const std::string bad = dir.Join("bad");
   fs::create_directories(bad);
