@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/float_env.h"
+
 namespace tessera {
 
 ThreadPool::ThreadPool(int num_threads) {
@@ -53,6 +55,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, absl::FunctionRef<voi
 }
 
 void ThreadPool::WorkerLoop(int index) {
+  FlushDenormalsOnThisThread();
   int64_t seen = 0;
   while (true) {
     const absl::FunctionRef<void(int64_t, int64_t)>* job;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/float_env.h"
 
 namespace tessera {
 
@@ -128,6 +129,7 @@ absl::Status Engine::Step(const BatchPlan& plan, std::vector<float>* logits) {
 }
 
 absl::StatusOr<absl::Span<const float>> Engine::Step(const PlanView& plan) {
+  FlushDenormalsOnThisThread();  // the calling thread runs ops too (kernels/cpu/float_env.h)
   const ModelConfig& c = model_.config;
   if (plan.num_tokens < 1 || plan.num_tokens > max_tokens_ || plan.num_seqs < 1 || plan.num_seqs > max_seqs_ ||
       plan.num_logit_rows > plan.num_seqs || plan.block_size != kv_.shape().block_size) {
