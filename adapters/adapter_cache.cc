@@ -79,11 +79,14 @@ absl::Status AdapterCache::AddPermanent(const std::string& key, std::shared_ptr<
 }
 
 int32_t AdapterCache::TakeSlot() {
-  if (free_slots_.empty() && !lru_.empty()) {
-    // Evict only when that frees a slot now: evicting and still waiting
-    // would throw away adapters that queued requests are about to pin.
-    const std::string victim = lru_.front();
-    lru_.pop_front();
+  // Evict only when that frees a slot now: evicting and still waiting would
+  // throw away adapters that queued requests are about to pin; and never one
+  // that a queued request wants.
+  auto victim_it = lru_.begin();
+  while (victim_it != lru_.end() && entries_.at(*victim_it).wanted > 0) ++victim_it;
+  if (free_slots_.empty() && victim_it != lru_.end()) {
+    const std::string victim = *victim_it;
+    lru_.erase(victim_it);
     auto it = entries_.find(victim);
     it->second.in_lru = false;
     resident_bytes_ -= it->second.bytes;
@@ -160,14 +163,40 @@ absl::StatusOr<AdapterPin> AdapterCache::TryPin(const std::string& key) {
   }
   absl::Status s = absl::UnavailableError(absl::StrCat("adapter ", key, " is not resident"));
   s.SetPayload(kNotResidentPayload, absl::Cord("waiting"));
+  StartLoadLocked(key);  // when no slot can be had: retry after an unpin
+  return s;
+}
+
+bool AdapterCache::StartLoadLocked(const std::string& key) {
   const int32_t slot = TakeSlot();
-  if (slot < 0) return s;  // pinned adapters hold every slot: retry after an unpin
+  if (slot < 0) return false;
   Entry& e = entries_[key];
   e.loading = true;
   e.slot = slot;
   load_queue_.push_back(key);
   cv_.SignalAll();
-  return s;
+  return true;
+}
+
+AdapterWant AdapterCache::Want(const std::string& key) {
+  MutexLock lock(&mu_);
+  Entry& e = entries_[key];
+  ++e.wanted;
+  if (!e.erased && !e.adapter && !e.loading && e.error.ok()) StartLoadLocked(key);
+  static const char kToken = 0;
+  return AdapterWant(std::shared_ptr<const void>(&kToken, [this, key](const void*) { Unwant(key); }));
+}
+
+void AdapterCache::Unwant(const std::string& key) {
+  MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.wanted == 0) return;  // erased (and maybe re-created) meanwhile
+  Entry& e = it->second;
+  --e.wanted;
+  // An entry that only held wants (its load could not start) goes.
+  if (e.wanted == 0 && !e.adapter && !e.loading && e.pins == 0 && e.error.ok() && !e.erased && !e.permanent) {
+    entries_.erase(it);
+  }
 }
 
 absl::Status AdapterCache::Prefetch(const std::string& key, absl::Duration timeout,

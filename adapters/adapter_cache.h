@@ -64,6 +64,22 @@ class AdapterPin {
   std::shared_ptr<const Token> token_;
 };
 
+// A queued request's claim on an adapter it will pin: while any want is held
+// the adapter, once resident, is not evicted for another load, so a load that
+// started for a queued request is not thrown away before the request runs.
+// Releasing the last want (destruction or reset) lifts that.
+class AdapterWant {
+ public:
+  AdapterWant() = default;
+  explicit operator bool() const { return token_ != nullptr; }
+  void reset() { token_.reset(); }
+
+ private:
+  friend class AdapterCache;
+  explicit AdapterWant(std::shared_ptr<const void> token) : token_(std::move(token)) {}
+  std::shared_ptr<const void> token_;
+};
+
 // True for the status TryPin returns while the adapter is being loaded.
 bool IsNotResident(const absl::Status& status);
 
@@ -103,6 +119,12 @@ class AdapterCache {
   // after a transient one the next call retries the load.
   absl::StatusOr<AdapterPin> TryPin(const std::string& key);
 
+  // Records that a queued request will pin key, and starts its load now if
+  // it is not resident or loading and a slot can be had (prefetch from the
+  // queue): the load overlaps the wait for a batch seat. Never fails; a load
+  // error shows at TryPin.
+  AdapterWant Want(const std::string& key);
+
   // Makes key resident, waiting up to timeout for the load. The adapter stays
   // resident (unpinned) afterwards until evicted.
   // Stops early (Cancelled) once `cancelled` returns true.
@@ -140,14 +162,19 @@ class AdapterCache {
     std::list<std::string>::iterator lru;  // valid when resident, unpinned, not permanent
     bool in_lru = false;
     bool erased = false;  // deleted while pinned; removed at the last unpin
+    int32_t wanted = 0;   // AdapterWants held: not evicted while > 0
   };
 
-  // A free slot, evicting the least recently used unpinned adapter when
-  // none is; -1 when every slot is pinned, permanent or loading.
+  // A free slot, evicting the least recently used unpinned, unwanted adapter
+  // when none is; -1 when every slot is pinned, wanted, permanent or loading.
   int32_t TakeSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlot(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AdapterPin PinLocked(const std::string& key, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unpin(const std::string& key);
+  void Unwant(const std::string& key);
+  // Assigns a slot (TakeSlot) and queues the load of key; false when no
+  // slot can be had.
+  bool StartLoadLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoaderLoop();
   void Notify();
 

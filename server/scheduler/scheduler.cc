@@ -42,6 +42,7 @@ struct ScheduledRequest {
   GenerationParams params;
   GenerationCallbacks callbacks;
   AdapterPin adapter;  // pinned at admission (it carries the pool slot); empty: base model
+  AdapterWant want;    // from submission to admission: the adapter's load starts at once and is kept
   uint64_t arrival = 0;       // submission order, for FIFO prefill
   int32_t prompt_done = 0;    // prompt tokens already in the KV cache
   int32_t chunk = 0;          // prompt tokens to run in the current step
@@ -201,6 +202,9 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   r->params = std::move(params);
   r->callbacks = std::move(callbacks);
   r->submitted = absl::Now();
+  // Prefetch from the queue: a non-resident adapter starts loading now, while
+  // the request waits for a seat in the batch.
+  if (!r->params.adapter_id.empty()) r->want = adapters_->Want(r->params.adapter_id);
   MutexLock lock(&wake_->mu);
   r->arrival = next_arrival_++;
   if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
@@ -312,6 +316,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
         continue;
       }
       r.adapter = *std::move(pin);
+      r.want.reset();
     }
     if (absl::Status s = kv.Append(r.arrival, need); !s.ok()) {  // cannot happen: need <= free_blocks()
       spdlog::error("KV cache: {}", s.ToString());

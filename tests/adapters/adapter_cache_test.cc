@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace tessera {
@@ -105,6 +106,43 @@ TEST(AdapterCacheTest, ConcurrentFirstUsesLoadOnce) {
   EXPECT_EQ(loader.calls(), 1);
   EXPECT_EQ(cache.stats().loads, 1);
   EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kResident);
+}
+
+// Want (a queued request) starts the load at once, and keeps the adapter
+// from being evicted for another load until the want goes.
+TEST(AdapterCacheTest, AWantStartsTheLoadAndKeepsTheAdapterUntilReleased) {
+  FakeLoader loader;
+  auto pool = Pool(1);
+  AdapterCache cache(pool.get(), loader.loader());
+  AdapterWant want = cache.Want("a");
+  EXPECT_TRUE(want);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (cache.StateOf("a") != AdapterCache::State::kResident && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(cache.StateOf("a"), AdapterCache::State::kResident);  // no TryPin was needed
+  EXPECT_EQ(loader.calls(), 1);
+  // Unpinned but wanted: another adapter cannot take its slot.
+  auto b = cache.TryPin("b");
+  EXPECT_TRUE(IsNotResident(b.status())) << b.status();
+  EXPECT_EQ(cache.StateOf("b"), AdapterCache::State::kAbsent);
+  EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kResident);
+  EXPECT_EQ(cache.stats().evictions, 0);
+  // Once the request has its pin it lets the want go; after it, a is fair game.
+  {
+    AdapterPin pin = PinWhenResident(cache, "a");
+    want.reset();
+  }
+  AdapterPin pin_b = PinWhenResident(cache, "b");
+  EXPECT_EQ(cache.stats().evictions, 1);
+  EXPECT_EQ(cache.StateOf("a"), AdapterCache::State::kAbsent);
+  // A want whose load could not start (b is pinned in the only slot) leaves
+  // nothing behind once released.
+  AdapterWant c = cache.Want("c");
+  EXPECT_EQ(cache.StateOf("c"), AdapterCache::State::kAbsent);
+  c.reset();
+  EXPECT_EQ(cache.stats().resident, 1);
+  EXPECT_EQ(loader.calls(), 2);
 }
 
 TEST(AdapterCacheTest, PinnedAdaptersAreNeverEvictedAndTheSlotsHold) {

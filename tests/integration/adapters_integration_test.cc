@@ -560,6 +560,46 @@ TEST(AdapterStoreRestartTest, EveryAcknowledgedAdapterComesBackAndATruncatedOneI
 
 // --- Eviction storm ---
 
+// Prefetch from the queue: a request that waits for a seat in the batch has
+// its adapter loaded meanwhile, not once the seat frees.
+TEST(QueuePrefetchTest, AQueuedRequestsAdapterLoadsWhileTheBatchIsFull) {
+  testing::TempDir data;
+  auto server = testing::ServerProcess::Start(
+      testing::TinyLlamaModelDir(),
+      {"--data-dir", data.path(), "--max-batch-size", "1", "--testing-step-delay", "40ms"});
+  ASSERT_NE(server, nullptr);
+  auto client = ConnectOrDie(*server);
+  ASSERT_TRUE(client->UploadAdapter(FixtureAdapterDir("lora"), Meta("busy")).ok());
+  ASSERT_TRUE(client->UploadAdapter(FixtureAdapterDir("diablo"), Meta("queued")).ok());
+  std::atomic<bool> first_token{false}, busy_done{false};
+  std::thread busy([&] {
+    absl::Status s = client->GenerateStream(GreedyRequest(0, "busy", 40), [&](const v1::GenerateStreamResponse& m) {
+      if (m.token_ids_size() > 0) first_token = true;
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    busy_done = true;
+  });
+  while (!first_token && !busy_done) absl::SleepFor(absl::Milliseconds(5));
+  std::thread queued([&] {
+    auto r = client->Generate(GreedyRequest(1, "queued", 2));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(Ids(r->token_ids()), Prefix(Greedy("diablo", 1), 2));
+  });
+  bool resident_while_busy = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!busy_done && absl::Now() < deadline) {
+    auto info = client->GetAdapter("queued");
+    if (info.ok() && info->state() == v1::ADAPTER_STATE_RESIDENT) {
+      resident_while_busy = !busy_done;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(resident_while_busy) << "the queued request's adapter loaded only after the batch seat freed";
+  busy.join();
+  queued.join();
+}
+
 // Cache loads trust the stored files (their sizes are checked, not their
 // sha256); the scrub re-reads them. A byte changed on disk after upload, the
 // size kept, is found by the scrub, quarantined and never served again, not
