@@ -20,6 +20,13 @@ double Median(std::vector<double> v);
 absl::StatusOr<std::unique_ptr<Model>> LoadBenchModel(const std::string& dir, const std::string& quantize,
                                                       int64_t group_size);
 
+// Writes DIR/adapter_config.json and DIR/adapter_model.safetensors: a random
+// rank-r peft LoRA (alpha 2r) on every linear module of every layer, in
+// dtype (F32 or BF16), as peft saves it; A and B normal with standard
+// deviation a_std and b_std. seed varies the values.
+absl::Status WriteRandomLora(const std::string& dir, const ModelConfig& config, int r, DType dtype,
+                             uint32_t seed = 0, float a_std = 0.01f, float b_std = 0.01f);
+
 // Writes doc (indented) to path and prints "wrote PATH".
 absl::Status WriteJsonReport(const nlohmann::ordered_json& doc, const std::string& path);
 
