@@ -74,6 +74,9 @@ absl::StatusOr<std::unique_ptr<AdapterPool>> AdapterPool::Create(const ModelConf
         "; lower --adapter-slots (or --adapter-cache-mb) or --max-lora-rank"));
   }
   pool->memory_ = *std::move(memory);
+  // Touch every page now: a miss then copies at memory speed instead of
+  // faulting the slot in, and the pool's memory is really there.
+  if (pool->memory_.device() == Device::kCpu) std::memset(pool->memory_.data(), 0, pool->memory_.bytes());
   const size_t entries = static_cast<size_t>(layers) * kNumLinearModules * options.slots;
   pool->lora_.resize(entries);
   pool->diablo_.resize(entries);
