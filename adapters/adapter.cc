@@ -515,7 +515,8 @@ absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapter(const std::string& na
                                                            const ModelConfig& base,
                                                            const AdapterLimits& limits) {
   TESSERA_ASSIGN_OR_RETURN(AdapterSource source, OpenAdapter(name, dir, base, limits));
-  return Materialize(std::move(source), base);
+  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
+                         [&] { return Materialize(std::move(source), base); });
 }
 
 absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterFromBytes(const std::string& name,
@@ -536,7 +537,8 @@ absl::StatusOr<std::shared_ptr<const Adapter>> LoadAdapterFromBytes(const std::s
         return loader.LoadParts(config_json, *std::move(file));
       });
   if (!source.ok()) return source.status();
-  return Materialize(*std::move(source), base);
+  return GuardExceptions(absl::StrCat("adapter '", Excerpt(name), "'"),
+                         [&] { return Materialize(*std::move(source), base); });
 }
 
 }  // namespace tessera

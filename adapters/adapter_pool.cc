@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -224,7 +225,13 @@ absl::Status AdapterPool::WriteFrom(int32_t slot, const AdapterSource& source, i
     }
   };
   std::vector<std::thread> helpers;
-  for (int t = 1; t < threads && static_cast<size_t>(t) < n; ++t) helpers.emplace_back(work);
+  for (int t = 1; t < threads && static_cast<size_t>(t) < n; ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: the ones started (and this one) do it all
+    }
+  }
   work();
   for (std::thread& h : helpers) h.join();
   if (!first_error.ok()) {

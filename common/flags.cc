@@ -7,6 +7,10 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
 
 namespace tessera {
 
@@ -49,7 +53,39 @@ std::vector<std::string> NormalizeFlagNames(int argc, char** argv, const std::ve
   return out;
 }
 
+namespace {
+
+// absl's defaults list only flags defined in a file named after the program
+// (none: ours live in main.cc and in libraries) and print absl's own build
+// mode as the version. Every flag outside absl is the program's own.
+void ConfigureUsage(const char* argv0) {
+  static const std::string program = std::filesystem::path(argv0 ? argv0 : "tessera").filename().string();
+  static const bool configured = [] {
+    absl::FlagsUsageConfig config;
+    const auto ours = [](absl::string_view file) { return !absl::StrContains(file, "absl/"); };
+    config.contains_helpshort_flags = ours;
+    config.contains_help_flags = ours;
+    config.contains_helppackage_flags = ours;
+    config.version_string = [] {
+      return absl::StrCat(program, " ", Version(), "\n");
+    };
+    // Paths relative to the source tree, so flags group by file as
+    // "server/main.cc" rather than by the build machine's path.
+    config.normalize_filename = [](absl::string_view file) {
+      absl::string_view root = TESSERA_SOURCE_DIR;
+      if (absl::StartsWith(file, root)) file.remove_prefix(root.size());
+      return std::string(file);
+    };
+    absl::SetFlagsUsageConfig(config);
+    return true;
+  }();
+  (void)configured;
+}
+
+}  // namespace
+
 std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
+  ConfigureUsage(argc > 0 ? argv[0] : nullptr);
   absl::SetProgramUsageMessage(usage);
   std::vector<std::string> args = NormalizeFlagNames(argc, argv);
   std::vector<char*> ptrs;

@@ -5,6 +5,7 @@
 
 #include "common/sha256.h"
 #include "absl/strings/numbers.h"
+#include "common/version.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
@@ -85,6 +86,31 @@ TEST(CliTest, GenerateInfoAndErrors) {
   auto usage = RunCommand({cli, "frobnicate"});
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_NE(usage.output.find("unknown command 'frobnicate'"), std::string::npos) << usage.output;
+}
+
+// Every binary's --help lists its own flags (with defaults, grouped by source
+// file), not absl's "No flags matched"; --version prints Tessera's version,
+// not absl's build mode.
+TEST(CommandLineTest, HelpListsEachBinarysFlagsAndVersionPrintsTheVersion) {
+  const std::pair<const char*, std::vector<const char*>> binaries[] = {
+      {"server/tessera-server", {"-max_batch_size", "-data_dir", "-adapter_scrub_mb_per_s", "Flags from server/main.cc"}},
+      {"server/tessera-batch", {"-input", "-output"}},
+      {"server/tessera-tokenize", {"-tokenizer", "-add_special_tokens"}},
+      {"server/tessera-quantize", {"-output"}},
+      {"client/tessera", {"-server", "-api_key"}},
+      {"bench/tessera-genmodel", {"-preset", "default: \"f32\""}},
+  };
+  for (const auto& [binary, expected] : binaries) {
+    testing::CommandResult help = testing::RunCommand({testing::BinaryPath(binary), "--help"});
+    EXPECT_EQ(help.output.find("No flags matched"), std::string::npos) << binary << ":\n" << help.output;
+    for (const char* text : expected) {
+      EXPECT_NE(help.output.find(text), std::string::npos) << binary << " --help lacks " << text << ":\n" << help.output;
+    }
+    EXPECT_EQ(help.output.find("absl/flags"), std::string::npos) << binary << " lists absl's own flags";
+    testing::CommandResult version = testing::RunCommand({testing::BinaryPath(binary), "--version"});
+    EXPECT_NE(version.output.find(Version()), std::string::npos) << binary << ": " << version.output;
+    EXPECT_EQ(version.output.find("NDEBUG"), std::string::npos) << binary << ": " << version.output;
+  }
 }
 
 TEST(CliTest, NoServerIsAClearError) {
