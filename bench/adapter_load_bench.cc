@@ -161,12 +161,7 @@ int Run() {
   }
   nlohmann::ordered_json report = {
       {"benchmark", "adapter_cold_load"}, {"repeats", absl::GetFlag(FLAGS_repeats)}, {"results", results}};
-  if (!absl::GetFlag(FLAGS_out).empty()) {
-    if (absl::Status s = WriteJsonReport(report, absl::GetFlag(FLAGS_out)); !s.ok()) return 1;
-  } else {
-    std::printf("%s\n", report.dump(2).c_str());
-  }
-  return 0;
+  return EmitJsonReport(report, absl::GetFlag(FLAGS_out));
 }
 
 }  // namespace

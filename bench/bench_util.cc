@@ -35,6 +35,18 @@ absl::Status WriteJsonReport(const nlohmann::ordered_json& doc, const std::strin
   return absl::OkStatus();
 }
 
+int EmitJsonReport(const nlohmann::ordered_json& doc, const std::string& path) {
+  if (path.empty()) {
+    std::printf("%s\n", doc.dump(2).c_str());
+    return 0;
+  }
+  if (absl::Status s = WriteJsonReport(doc, path); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
 absl::Status WriteRandomLora(const std::string& dir, const ModelConfig& c, int r, DType dtype, uint32_t seed,
                              float a_std, float b_std) {
   std::filesystem::create_directories(dir);

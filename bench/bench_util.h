@@ -29,6 +29,9 @@ absl::Status WriteRandomLora(const std::string& dir, const ModelConfig& config, 
 
 // Writes doc (indented) to path and prints "wrote PATH".
 absl::Status WriteJsonReport(const nlohmann::ordered_json& doc, const std::string& path);
+// WriteJsonReport when path is set, else doc on stdout; 0 or, after printing
+// the error, 1: a benchmark's exit code.
+int EmitJsonReport(const nlohmann::ordered_json& doc, const std::string& path);
 
 }  // namespace tessera
 

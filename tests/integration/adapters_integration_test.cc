@@ -92,6 +92,18 @@ std::vector<std::string> StoreEntries(const std::string& data_dir, const std::st
   return out;
 }
 
+// The folder under DATA/adapters/ of the stored entry whose
+// adapter_config.json contains `text`; empty when none does.
+std::string StoredEntryDir(const std::string& data_dir, const std::string& text) {
+  std::string found;
+  for (const auto& e : fs::directory_iterator(data_dir + "/adapters")) {
+    if (testing::ReadFileOrDie(e.path().string() + "/adapter_config.json").find(text) != std::string::npos) {
+      found = e.path().string();
+    }
+  }
+  return found;
+}
+
 std::unique_ptr<TesseraClient> ConnectOrDie(const testing::ServerProcess& server,
                                             const std::string& key = "") {
   auto c = TesseraClient::Connect(server.address(), absl::Seconds(10), key);
@@ -530,13 +542,7 @@ TEST(AdapterStoreRestartTest, EveryAcknowledgedAdapterComesBackAndATruncatedOneI
     }
   }
   // Truncate one entry's weights by hand: it is quarantined, the rest load.
-  std::string victim_dir;
-  for (const auto& e : fs::directory_iterator(data.path() + "/adapters")) {
-    const std::string config = testing::ReadFileOrDie(e.path().string() + "/adapter_config.json");
-    if (config.find("ROAD") != std::string::npos || config.find("road") != std::string::npos) {
-      victim_dir = e.path().string();
-    }
-  }
+  const std::string victim_dir = StoredEntryDir(data.path(), "\"ROAD\"");
   ASSERT_FALSE(victim_dir.empty());
   const std::string weights = testing::ReadFileOrDie(victim_dir + "/adapter_model.safetensors");
   testing::WriteFileOrDie(victim_dir + "/adapter_model.safetensors", weights.substr(0, weights.size() / 2));
@@ -617,12 +623,7 @@ TEST(AdapterScrubTest, AFileChangedOnDiskAfterUploadIsQuarantinedAndNeverServedA
     ASSERT_TRUE(r.ok()) << kind << ": " << r.status();
     EXPECT_EQ(Ids(r->token_ids()), Greedy(kind, 3)) << kind;
   }
-  std::string victim_dir;
-  for (const auto& e : fs::directory_iterator(data.path() + "/adapters")) {
-    if (testing::ReadFileOrDie(e.path().string() + "/adapter_config.json").find("LORA") != std::string::npos) {
-      victim_dir = e.path().string();
-    }
-  }
+  const std::string victim_dir = StoredEntryDir(data.path(), "\"LORA\"");
   ASSERT_FALSE(victim_dir.empty());
   std::string weights = testing::ReadFileOrDie(victim_dir + "/adapter_model.safetensors");
   weights[weights.size() - 3] ^= 0x01;  // the low bits of one value: still a finite number
