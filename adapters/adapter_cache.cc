@@ -179,10 +179,15 @@ bool AdapterCache::StartLoadLocked(const std::string& key) {
 }
 
 AdapterWant AdapterCache::Want(const std::string& key) {
-  MutexLock lock(&mu_);
-  Entry& e = entries_[key];
-  ++e.wanted;
-  if (!e.erased && !e.adapter && !e.loading && e.error.ok()) StartLoadLocked(key);
+  bool hit = false;
+  {
+    MutexLock lock(&mu_);
+    Entry& e = entries_[key];
+    ++e.wanted;
+    hit = e.adapter != nullptr;
+    if (!e.erased && !e.adapter && !e.loading && e.error.ok()) StartLoadLocked(key);
+  }
+  if (observer_.on_want) observer_.on_want(hit);
   static const char kToken = 0;
   return AdapterWant(std::shared_ptr<const void>(&kToken, [this, key](const void*) { Unwant(key); }));
 }

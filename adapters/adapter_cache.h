@@ -97,6 +97,9 @@ class AdapterCache {
   struct Observer {
     std::function<void(double load_ms, bool ok)> on_load;  // after each load
     std::function<void()> on_evict;                        // per eviction
+    // Per Want: hit when the adapter was resident, miss when it had to load
+    // (or is loading for an earlier request).
+    std::function<void(bool hit)> on_want;
   };
 
   // pool must outlive the cache; its slots are the cache's to assign.

@@ -103,7 +103,8 @@ constexpr char kUsage[] =
     "  tessera watermark register ID --passport FILE --raw-factors FILE\n"
     "  tessera watermark verify --adapter REF (--credential ID | --passport FILE --raw-factors FILE)\n"
     "DIR holds adapter_config.json and adapter_model.safetensors. REF is NAME (your own adapter)\n"
-    "or OWNER/NAME (another tenant's shared one). --api-key defaults to $TESSERA_API_KEY.";
+    "or OWNER/NAME (another tenant's shared one). --api-key defaults to $TESSERA_API_KEY.\n"
+    "'tessera COMMAND --help' lists one command's flags.";
 
 int Error(const absl::Status& s) {
   std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
@@ -133,7 +134,8 @@ std::string FindUnknownFlag(int argc, char** argv) {
     if (name == "undefok") return "";  // absl decides
     // Handled by absl::ParseCommandLine itself, not registered flags in every absl version.
     static constexpr const char* kBuiltin[] = {"help",   "helpfull",  "helpshort",       "helppackage",
-                                               "helpon", "helpmatch", "only_check_args", "version"};
+                                               "helpon", "helpmatch", "only_check_args", "version",
+                                               "config",  "flagfile"};
     if (std::find(std::begin(kBuiltin), std::end(kBuiltin), name) != std::end(kBuiltin)) continue;
     const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) {
@@ -153,7 +155,82 @@ std::string ToJson(const google::protobuf::Message& m) {
   opts.always_print_primitive_fields = true;
   opts.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
+  // Finish reasons in the spelling every Tessera API shares ("stop",
+  // "length", "cancelled"; null before the last stream message), not the
+  // enum's names.
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("finish_reason") || !j["finish_reason"].is_string()) return out;
+  const std::string full = j["finish_reason"].get<std::string>();
+  absl::string_view view = full;
+  if (absl::ConsumePrefix(&view, "FINISH_REASON_")) {
+    std::string reason(view);
+    if (reason == "UNSPECIFIED") {
+      j["finish_reason"] = nullptr;
+    } else {
+      for (char& c : reason) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      j["finish_reason"] = reason == "eos" ? "stop" : reason;
+    }
+  }
+  return j.dump();
+}
+
+// Each command's own flags, for `tessera COMMAND --help`.
+struct CommandHelp {
+  const char* command;
+  const char* usage;
+  std::vector<const char*> flags;
+};
+
+const std::vector<CommandHelp>& Commands() {
+  static const auto* commands = new std::vector<CommandHelp>{
+      {"generate", "tessera generate --prompt TEXT [flags]: generates a completion (the base model, or --adapter)",
+       {"prompt", "chat", "system", "stream", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop",
+        "ignore_eos", "adapter"}},
+      {"info", "tessera info: describes the served model and this server", {}},
+      {"tokenize", "tessera tokenize --prompt TEXT: the model's token ids for a text", {"prompt", "add_special_tokens"}},
+      {"detokenize", "tessera detokenize --ids 1,2,3: the text of token ids", {"ids", "skip_special_tokens"}},
+      {"adapters",
+       "tessera adapters upload DIR --name NAME | list | info REF | rm REF | prefetch REF: manage your adapters",
+       {"name", "shared", "description", "kind"}},
+      {"watermark",
+       "tessera watermark register ID --passport FILE --raw-factors FILE | verify --adapter REF "
+       "(--credential ID | --passport FILE --raw-factors FILE): SEAL ownership",
+       {"passport", "raw_factors", "credential", "adapter"}},
+  };
+  return *commands;
+}
+
+void PrintFlag(const char* name) {
+  const absl::CommandLineFlag* f = absl::FindCommandLineFlag(name);
+  if (f == nullptr) return;
+  std::string dashed = name;
+  std::replace(dashed.begin(), dashed.end(), '_', '-');
+  std::printf("  --%s  %s (default: %s)\n", dashed.c_str(), f->Help().c_str(),
+              f->DefaultValue().empty() ? "\"\"" : f->DefaultValue().c_str());
+}
+
+// `tessera COMMAND --help` (or -h, -help): that command's usage and flags,
+// then the connection flags every command takes. False when argv asks for
+// no command's help.
+bool PrintCommandHelp(int argc, char** argv) {
+  const CommandHelp* command = nullptr;
+  bool help = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-help" || a == "-h" || a == "--helpshort") help = true;
+    for (const CommandHelp& c : Commands()) {
+      if (command == nullptr && a == c.command) command = &c;
+    }
+  }
+  if (!help || command == nullptr) return false;
+  std::printf("%s\n", command->usage);
+  if (!command->flags.empty()) std::printf("\n%s flags:\n", command->command);
+  for (const char* f : command->flags) PrintFlag(f);
+  std::printf("\nconnection flags (every command):\n");
+  for (const char* f : {"server", "api_key", "json", "timeout", "connect_timeout", "tls", "ca", "tls_cert", "tls_key"}) {
+    PrintFlag(f);
+  }
+  return true;
 }
 
 // --api-key, else $TESSERA_API_KEY.
@@ -631,6 +708,7 @@ int Run(const std::vector<std::string>& args) {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
+  if (tessera::PrintCommandHelp(argc, argv)) return 0;
   if (const std::string flag = tessera::FindUnknownFlag(argc, argv); !flag.empty()) {
     return tessera::UsageError(absl::StrCat("unknown flag ", flag));
   }

@@ -1,6 +1,8 @@
 // tessera-server: serves tessera.v1.Inference, tessera.v1.Adapters,
-// grpc.health.v1 and server reflection for one model folder, and Prometheus
-// metrics over HTTP.
+// tessera.v1.Ownership, grpc.health.v1 and server reflection for one model
+// folder; the OpenAI-compatible HTTP API (--http-listen) and Prometheus
+// metrics over HTTP (--metrics-listen).
+#include <httplib.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -25,6 +27,8 @@
 #include "server/api/ownership_service.h"
 #include "server/api/server_metrics.h"
 #include "server/api/tenants.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_service.h"
 #include "server/serving/serving_flags.h"
 #include "spdlog/spdlog.h"
 
@@ -49,8 +53,17 @@ ABSL_FLAG(bool, insecure_no_auth, false, "accept every call as the admin tenant 
 ABSL_FLAG(std::string, on_watermark_match, "reject",
           "an upload carrying another tenant's registered SEAL watermark: reject (PERMISSION_DENIED) or flag "
           "(stored, marked); both are audit-logged");
-ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics over HTTP; empty: off");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT for Prometheus /metrics over HTTP, e.g. 0.0.0.0:9464; empty: off; port 0 picks a free port");
 ABSL_FLAG(std::string, metrics_port_file, "", "write the bound metrics port to this file");
+ABSL_FLAG(int32_t, metrics_max_adapter_series, 64,
+          "adapters with their own series in per-adapter metrics; later ones count as 'other'");
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT for the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, "
+          "/health, /ready), e.g. 0.0.0.0:8000; empty: off; port 0 picks a free port");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound HTTP API port to this file");
+ABSL_FLAG(int32_t, http_threads, 64,
+          "HTTP API connections served at once (a streaming response holds one until it ends)");
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted, in bytes");
 ABSL_FLAG(int32_t, max_stop_strings, 16, "most stop strings in one request");
 ABSL_FLAG(int32_t, max_stop_string_bytes, 256, "longest stop string, in bytes");
@@ -153,7 +166,10 @@ int Run() {
                                     {absl::GetFlag(FLAGS_max_uploads_per_tenant), "--max-uploads-per-tenant"},
                                     {absl::GetFlag(FLAGS_max_uploads_total), "--max-uploads-total"},
                                     {absl::GetFlag(FLAGS_max_message_mb), "--max-message-mb"},
-                                    {absl::GetFlag(FLAGS_max_metadata_kb), "--max-metadata-kb"}}) {
+                                    {absl::GetFlag(FLAGS_max_metadata_kb), "--max-metadata-kb"},
+                                    {absl::GetFlag(FLAGS_http_threads), "--http-threads"},
+                                    {absl::GetFlag(FLAGS_metrics_max_adapter_series),
+                                     "--metrics-max-adapter-series"}}) {
     if (value < 1) return Fail(absl::StrCat("cannot start: ", name, " must be positive"));
   }
   if (absl::GetFlag(FLAGS_upload_idle_timeout) <= absl::ZeroDuration()) {
@@ -189,7 +205,9 @@ int Run() {
     return Fail("cannot start: --adapter-cache-mb and --max-upload-mb must be positive");
   }
 
-  ServerMetrics metrics;
+  ServerMetricsOptions metrics_options;
+  metrics_options.max_adapter_series = absl::GetFlag(FLAGS_metrics_max_adapter_series);
+  ServerMetrics metrics(metrics_options);
   absl::StatusOr<ServingOptions> so = ServingOptionsFromFlags();
   if (!so.ok()) return Fail(absl::StrCat("cannot start: ", so.status().message()));
   so->data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -209,14 +227,20 @@ int Run() {
   absl::StatusOr<std::unique_ptr<ServingStack>> stack = BuildServingStack(*so);
   if (!stack.ok()) return Fail(absl::StrCat("cannot start: ", stack.status().message()));
   metrics.AttachStack(stack->get());
-  std::unique_ptr<MetricsHttpServer> metrics_http;
+  std::unique_ptr<HttpServer> metrics_http;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m =
-        MetricsHttpServer::Start(listen, &metrics.registry());
+    absl::StatusOr<std::unique_ptr<HttpServer>> m =
+        HttpServer::Start(listen, "--metrics-listen", 2, [&metrics](httplib::Server& server) {
+          server.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
+            res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
+          });
+          server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+            if (res.status == 404) res.set_content("not found: metrics are served at /metrics\n", "text/plain");
+          });
+        });
     if (!m.ok()) return Fail(absl::StrCat("cannot start metrics: ", m.status().message()));
     metrics_http = *std::move(m);
-    spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
-                 metrics_http->port());
+    spdlog::info("metrics on {}/metrics", metrics_http->url());
     if (!absl::GetFlag(FLAGS_metrics_port_file).empty()) {
       if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_http->port());
           !s.ok()) {
@@ -246,6 +270,22 @@ int Run() {
   InferenceService service((*stack)->scheduler.get(), (*stack)->tokenizer.get(), tenants.get(), &catalog,
                            (*stack)->Info(), inference_limits,
                            (*stack)->chat_template ? &*(*stack)->chat_template : nullptr);
+  OpenAiService openai(service.env(), (*stack)->model->name, (*stack)->scheduler->options().max_new_tokens_limit,
+                       &metrics);
+  std::unique_ptr<HttpServer> http;
+  if (const std::string listen = absl::GetFlag(FLAGS_http_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> h =
+        HttpServer::Start(listen, "--http-listen", absl::GetFlag(FLAGS_http_threads),
+                          [&openai](httplib::Server& server) { openai.Install(server); });
+    if (!h.ok()) return Fail(absl::StrCat("cannot start the HTTP API: ", h.status().message()));
+    http = *std::move(h);
+    spdlog::info("OpenAI-compatible HTTP API on {}/v1", http->url());
+    if (!absl::GetFlag(FLAGS_http_port_file).empty()) {
+      if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port()); !s.ok()) {
+        return Fail(std::string(s.message()));
+      }
+    }
+  }
   UploadLimits upload_limits;
   upload_limits.max_per_tenant = absl::GetFlag(FLAGS_max_uploads_per_tenant);
   upload_limits.max_total = absl::GetFlag(FLAGS_max_uploads_total);
@@ -282,6 +322,7 @@ int Run() {
   server->GetHealthCheckService()->SetServingStatus(v1::Ownership::service_full_name(), true);
   const std::string host = listen.substr(0, listen.rfind(':'));
   spdlog::info("serving {} on {}:{}", (*stack)->model->name, host, port);
+  openai.SetReady(true);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_port_file), port); !s.ok()) {
       server->Shutdown();
@@ -295,11 +336,16 @@ int Run() {
   spdlog::info("received {}; admitting no new requests, draining for up to {}",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(grace));
   server->GetHealthCheckService()->SetServingStatus(false);
+  openai.SetReady(false);
   (*stack)->scheduler->StopAdmitting();
+  const absl::Time drain_deadline = absl::Now() + grace;
   // Waits for in-flight RPCs; past the deadline gRPC cancels them, which
   // cancels their requests in the scheduler.
-  server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server->Shutdown(absl::ToChronoTime(drain_deadline));
+  // HTTP requests get the same grace; then Stop() cancels what still runs.
+  while (openai.active() > 0 && absl::Now() < drain_deadline) absl::SleepFor(absl::Milliseconds(20));
   (*stack)->scheduler->Stop();
+  if (http) http->Stop();
   if (metrics_http) metrics_http->Stop();
   spdlog::info("stopped");
   return 0;

@@ -24,9 +24,9 @@ struct Layer {
 // Longest prefix first.
 constexpr Layer kLayers[] = {
     {"server/engine/", 4, "engine"}, {"server/scheduler/", 5, "scheduler"}, {"server/serving/", 6, "serving"},
-    {"server/api/", 7, "api"},       {"common/", 0, "common"},              {"kernels/", 1, "kernels"},
-    {"model/", 2, "model"},          {"adapters/", 3, "adapters"},          {"server/", 8, "binaries"},
-    {"client/", 8, "binaries"},      {"bench/", 8, "binaries"},
+    {"server/api/", 7, "api"},       {"server/http/", 8, "http"},           {"common/", 0, "common"},
+    {"kernels/", 1, "kernels"},      {"model/", 2, "model"},                {"adapters/", 3, "adapters"},
+    {"server/", 9, "binaries"},      {"client/", 9, "binaries"},            {"bench/", 9, "binaries"},
 };
 
 const Layer* LayerOf(const std::string& path) {

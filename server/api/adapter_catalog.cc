@@ -75,7 +75,7 @@ absl::StatusOr<ResolvedAdapter> AdapterCatalog::ResolveForUse(const Tenant& tena
   if (stack_->store) {
     if (std::optional<StoredAdapter> e = stack_->store->Find(owner, ref.name)) {
       if (owner == tenant.id || e->shared || tenant.admin()) {
-        return ResolvedAdapter{StoredAdapterKey(e->id)};
+        return ResolvedAdapter{StoredAdapterKey(e->id), absl::StrCat(owner, "/", ref.name)};
       }
       return UnknownForUse(reference);
     }
@@ -83,7 +83,7 @@ absl::StatusOr<ResolvedAdapter> AdapterCatalog::ResolveForUse(const Tenant& tena
   if (ref.owner.empty()) {
     // A start-up adapter (--adapter NAME=DIR), served to every tenant.
     const absl::Status s = stack_->startup_adapters->Resolve(ref.name);
-    if (s.ok()) return ResolvedAdapter{ref.name};
+    if (s.ok()) return ResolvedAdapter{ref.name, ref.name};
     if (s.code() == absl::StatusCode::kFailedPrecondition) return s;
   }
   return UnknownForUse(reference);
@@ -134,6 +134,8 @@ v1::AdapterInfo AdapterCatalog::Describe(const StoredAdapter& e) const {
   info.set_config_json(ss.str());
   return info;
 }
+
+std::vector<std::string> AdapterCatalog::StartupAdapterNames() const { return stack_->startup_adapters->Names(); }
 
 std::vector<v1::AdapterInfo> AdapterCatalog::List(const Tenant& tenant) const {
   std::vector<v1::AdapterInfo> out;

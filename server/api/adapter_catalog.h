@@ -28,7 +28,8 @@
 namespace tessera {
 
 struct ResolvedAdapter {
-  std::string key;  // AdapterCache key
+  std::string key;   // AdapterCache key
+  std::string name;  // OWNER/NAME of a stored adapter, a start-up adapter's name
 };
 
 // Adapter descriptions are short texts; they are stored in the manifest.
@@ -58,6 +59,8 @@ class AdapterCatalog {
   absl::StatusOr<ResolvedAdapter> ResolveForUse(const Tenant& tenant, const std::string& reference) const;
 
   std::vector<v1::AdapterInfo> List(const Tenant& tenant) const;
+  // The start-up adapters' names (--adapter NAME=DIR): every tenant may use them.
+  std::vector<std::string> StartupAdapterNames() const;
   absl::StatusOr<v1::AdapterInfo> Get(const Tenant& tenant, const std::string& reference) const;
   absl::Status Delete(const Tenant& tenant, const std::string& reference);
   // Loads into the resident cache, waiting up to timeout.

@@ -65,6 +65,7 @@ absl::Status ConvertAndSubmit(const Env& env, const Tenant& tenant_in, const grp
     absl::StatusOr<ResolvedAdapter> adapter = env.catalog->ResolveForUse(*tenant, params->adapter_id);
     if (!adapter.ok()) return adapter.status();
     params->adapter_id = adapter->key;
+    params->adapter_name = adapter->name;
   }
   if (context.deadline() != std::chrono::system_clock::time_point::max()) {
     params->deadline = absl::FromChrono(context.deadline());

@@ -100,6 +100,8 @@ class InferenceService final : public v1::Inference::CallbackService {
     InflightCounter* inflight;
     const ChatTemplate* chat_template;
   };
+  // For other front ends (the HTTP API) that share the limits and counts.
+  const Env& env() const { return env_; }
 
  private:
   Env env_;

@@ -139,9 +139,8 @@ v1::FinishReason ToProto(FinishReason reason) {
     case FinishReason::kLength:
       return v1::FINISH_REASON_LENGTH;
     case FinishReason::kStop:
-      return v1::FINISH_REASON_STOP;
     case FinishReason::kEos:
-      return v1::FINISH_REASON_EOS;
+      return v1::FINISH_REASON_STOP;
     case FinishReason::kCancelled:
       return v1::FINISH_REASON_CANCELLED;
   }

@@ -1,6 +1,13 @@
 #include "server/api/server_metrics.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/version.h"
+#include "prometheus/text_serializer.h"
 
 #include "absl/status/status.h"
 #include "google/protobuf/descriptor.h"
@@ -34,8 +41,9 @@ std::string MethodLabel(const char* method) {
 // before the server's copy of the deadline passes.
 class CountingInterceptor final : public grpc::experimental::Interceptor {
  public:
-  CountingInterceptor(MetricsRegistry* registry, std::string rpc, grpc::ServerContextBase* context)
-      : registry_(registry), rpc_(std::move(rpc)), context_(context) {}
+  CountingInterceptor(prometheus::Family<prometheus::Counter>* family, std::string rpc,
+                      grpc::ServerContextBase* context)
+      : family_(family), rpc_(std::move(rpc)), context_(context) {}
   // Runs while the call is being torn down: uses only what Intercept saved.
   ~CountingInterceptor() override {
     if (!counted_) Count(AtDeadline(deadline_) ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kCancelled);
@@ -65,13 +73,10 @@ class CountingInterceptor final : public grpc::experimental::Interceptor {
   }
   void Count(absl::StatusCode code) {
     counted_ = true;
-    registry_
-        ->GetCounter("tessera_requests_total", "RPCs by method and final status code",
-                     {{"rpc", rpc_}, {"code", absl::StatusCodeToString(code)}})
-        .Increment();
+    family_->Add({{"rpc", rpc_}, {"code", absl::StatusCodeToString(code)}}).Increment();
   }
 
-  MetricsRegistry* registry_;
+  prometheus::Family<prometheus::Counter>* family_;
   std::string rpc_;
   grpc::ServerContextBase* context_;
   std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
@@ -80,44 +85,168 @@ class CountingInterceptor final : public grpc::experimental::Interceptor {
 
 class CountingInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit CountingInterceptorFactory(MetricsRegistry* registry) : registry_(registry) {}
+  explicit CountingInterceptorFactory(prometheus::Family<prometheus::Counter>* family) : family_(family) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
-    return new CountingInterceptor(registry_, MethodLabel(info->method()), info->server_context());
+    return new CountingInterceptor(family_, MethodLabel(info->method()), info->server_context());
   }
 
  private:
-  MetricsRegistry* registry_;
+  prometheus::Family<prometheus::Counter>* family_;
 };
+
+
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                   const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry& r, const std::string& name,
+                                                           const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r);
+}
+prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return GaugeFamily(r, name, help).Add({});
+}
+prometheus::Counter& Counter(prometheus::Registry& r, const std::string& name, const std::string& help,
+                             const prometheus::Labels& labels = {}) {
+  return CounterFamily(r, name, help).Add(labels);
+}
+
+std::string TenantLabel(const std::string& tenant) { return tenant.empty() ? "-" : tenant; }
+
+// "v0.1.0+abc" -> version "0.1.0", commit "abc" (unknown without one).
+std::pair<std::string, std::string> VersionAndCommit() {
+  std::string v = Version();
+  const size_t plus = v.find('+');
+  if (plus == std::string::npos) return {v, "unknown"};
+  return {v.substr(0, plus), v.substr(plus + 1)};
+}
+
+// A comma-separated list of at most `max` names with a positive count.
+std::string AdapterList(const std::map<std::string, int32_t>& counts, int32_t max) {
+  std::vector<std::string> names;
+  for (const auto& [name, n] : counts) {
+    if (n <= 0) continue;
+    if (static_cast<int32_t>(names.size()) >= max) break;
+    names.push_back(name);
+  }
+  return absl::StrJoin(names, ",");
+}
 
 }  // namespace
 
-ServerMetrics::ServerMetrics()
-    : queue_ms_(registry_.GetHistogram(
-          "tessera_queue_time_ms", "Time from submission to admission into the batch", LatencyBucketsMs())),
-      ttft_ms_(registry_.GetHistogram("tessera_time_to_first_token_ms",
-                                      "Time from submission to the first token", LatencyBucketsMs())),
-      itl_ms_(registry_.GetHistogram("tessera_inter_token_latency_ms",
-                                     "Time between consecutive tokens of a request", LatencyBucketsMs())),
-      load_ms_(registry_.GetHistogram("tessera_adapter_load_ms", "Adapter load time (read, verify, convert)",
-                                      LatencyBucketsMs())),
-      evictions_(registry_.GetCounter("tessera_adapter_evictions_total",
-                                      "Adapters evicted from the resident cache")) {
-  // Families that exist before their first event, so dashboards see zeros.
-  registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "ok"}});
-  registry_.GetCounter("tessera_adapter_loads_total", "Adapter loads by result", {{"result", "error"}});
+prometheus::Histogram::BucketBoundaries LatencyBucketsSeconds() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+ServerMetrics::ServerMetrics(ServerMetricsOptions options)
+    : options_(std::move(options)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      rpc_requests_(CounterFamily(*registry_, "tessera_requests_total", "gRPC calls by method and final status code")),
+      http_requests_(CounterFamily(*registry_, "tessera_http_requests_total",
+                                   "HTTP API calls by route and HTTP status code")),
+      generations_(CounterFamily(*registry_, "tessera_generation_requests_total",
+                                 "Finished generation requests by tenant, adapter kind and finish reason "
+                                 "(error: the request failed)")),
+      prompt_tokens_(CounterFamily(*registry_, "tessera_prompt_tokens_total", "Prompt tokens prefilled, per tenant")),
+      generation_tokens_(
+          CounterFamily(*registry_, "tessera_generation_tokens_total", "Completion tokens generated, per tenant")),
+      queue_seconds_(HistogramFamily(*registry_, "tessera_request_queue_seconds",
+                                     "Time from submission to admission into the batch")),
+      ttft_seconds_(HistogramFamily(*registry_, "tessera_time_to_first_token_seconds",
+                                    "Time from submission to the first generated token")),
+      itl_seconds_(HistogramFamily(*registry_, "tessera_inter_token_latency_seconds",
+                                   "Time between consecutive tokens of a request")),
+      duration_seconds_(HistogramFamily(*registry_, "tessera_request_duration_seconds",
+                                        "Time from submission to finish (end-to-end latency)")),
+      adapter_requests_(CounterFamily(*registry_, "tessera_adapter_requests_total",
+                                      "Generation requests per adapter (OWNER/NAME; 'other' beyond "
+                                      "--metrics-max-adapter-series adapters)")),
+      watermark_matches_(CounterFamily(*registry_, "tessera_watermark_matches_total",
+                                       "Uploads carrying another tenant's registered SEAL watermark, by action")),
+      lora_info_(GaugeFamily(*registry_, "tessera_lora_requests_info",
+                             "Adapters of running and waiting requests and the most adapters one batch can "
+                             "hold, in vLLM's vllm:lora_requests_info shape; the value is the scrape time")),
+      cache_hits_(Counter(*registry_, "tessera_adapter_cache_hits_total",
+                          "Requests whose adapter was resident when they arrived")),
+      cache_misses_(Counter(*registry_, "tessera_adapter_cache_misses_total",
+                            "Requests whose adapter had to be loaded (or was loading) when they arrived")),
+      loads_ok_(Counter(*registry_, "tessera_adapter_loads_total", "Adapter loads by result", {{"result", "ok"}})),
+      loads_error_(
+          Counter(*registry_, "tessera_adapter_loads_total", "Adapter loads by result", {{"result", "error"}})),
+      evictions_(Counter(*registry_, "tessera_adapter_evictions_total", "Adapters evicted from the resident cache")),
+      load_seconds_(HistogramFamily(*registry_, "tessera_adapter_load_seconds",
+                                    "Adapter load time (read, verify, convert, copy into its slot)")
+                        .Add({}, LatencyBucketsSeconds())),
+      waiting_(Gauge(*registry_, "tessera_num_requests_waiting", "Requests waiting for admission")),
+      running_(Gauge(*registry_, "tessera_num_requests_running", "Requests in the running batch")),
+      kv_used_(Gauge(*registry_, "tessera_kv_blocks_used", "KV cache blocks held by requests")),
+      kv_total_(Gauge(*registry_, "tessera_kv_blocks_capacity", "KV cache blocks in all")),
+      kv_usage_(Gauge(*registry_, "tessera_kv_cache_usage_perc", "Fraction of KV cache blocks in use, 0 to 1")),
+      preemptions_(Counter(*registry_, "tessera_preemptions_total", "Requests preempted by recompute")),
+      stored_(Gauge(*registry_, "tessera_adapters_stored", "Adapters in the durable store")),
+      resident_(Gauge(*registry_, "tessera_adapters_resident", "Adapters loaded in memory (start-up ones included)")),
+      resident_bytes_(Gauge(*registry_, "tessera_adapter_resident_bytes", "Bytes of cached stored adapters")),
+      slots_(Gauge(*registry_, "tessera_adapter_slots", "Adapter pool slots, start-up adapters' included")),
+      slots_free_(Gauge(*registry_, "tessera_adapter_slots_free",
+                        "Adapter pool slots holding no adapter (neither resident nor loading)")) {
+  const auto [version, commit] = VersionAndCommit();
+  GaugeFamily(*registry_, "tessera_build_info", "Build of this server; the value is always 1")
+      .Add({{"version", version}, {"commit", commit}, {"backend", options_.backend}})
+      .Set(1);
+  // Series that exist before their first event, so dashboards see zeros.
+  for (const char* action : {"reject", "flag"}) watermark_matches_.Add({{"action", action}});
+}
+
+std::string ServerMetrics::AdapterLabel(const std::string& adapter) {
+  if (adapter_series_.count(adapter) > 0) return adapter;
+  if (static_cast<int32_t>(adapter_series_.size()) >= options_.max_adapter_series) return "other";
+  adapter_series_.insert(adapter);
+  return adapter;
 }
 
 Scheduler::Observer ServerMetrics::SchedulerObserver() {
   Scheduler::Observer o;
-  o.on_admit = [this](const std::string&, double ms) { queue_ms_.Observe(ms); };
-  o.on_first_token = [this](const std::string&, double ms) { ttft_ms_.Observe(ms); };
-  o.on_token = [this](double ms) { itl_ms_.Observe(ms); };
-  o.on_finish = [this](const std::string& tenant, int32_t prompt, int32_t completion) {
-    const std::string t = tenant.empty() ? "-" : tenant;
-    const char* help = "Tokens processed per tenant: prompt tokens prefilled and completion tokens generated";
-    registry_.GetCounter("tessera_tokens_total", help, {{"tenant", t}, {"kind", "prompt"}}).Increment(prompt);
-    registry_.GetCounter("tessera_tokens_total", help, {{"tenant", t}, {"kind", "completion"}})
-        .Increment(completion);
+  o.on_submit = [this](const Scheduler::RequestTags& t) {
+    MutexLock lock(&mu_);
+    ++waiting_by_adapter_[t.adapter];
+    if (!t.adapter.empty()) adapter_requests_.Add({{"adapter", AdapterLabel(t.adapter)}}).Increment();
+  };
+  o.on_admit = [this](const Scheduler::RequestTags& t, double ms) {
+    queue_seconds_.Add({{"tenant", TenantLabel(t.tenant)}}, LatencyBucketsSeconds()).Observe(ms / 1e3);
+    MutexLock lock(&mu_);
+    --waiting_by_adapter_[t.adapter];
+    ++running_by_adapter_[t.adapter];
+  };
+  o.on_first_token = [this](const Scheduler::RequestTags& t, double ms) {
+    ttft_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, LatencyBucketsSeconds())
+        .Observe(ms / 1e3);
+  };
+  o.on_token = [this](const Scheduler::RequestTags& t, double ms) {
+    itl_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, LatencyBucketsSeconds())
+        .Observe(ms / 1e3);
+  };
+  o.on_finish = [this](const Scheduler::RequestTags& t, const GenerationResult& r, bool admitted) {
+    const std::string tenant = TenantLabel(t.tenant);
+    const std::string kind = t.adapter_kind[0] != '\0' ? t.adapter_kind : "unknown";
+    generations_
+        .Add({{"tenant", tenant},
+              {"adapter_kind", kind},
+              {"finish_reason", r.status.ok() ? FinishReasonName(r.finish_reason) : "error"}})
+        .Increment();
+    prompt_tokens_.Add({{"tenant", tenant}}).Increment(admitted ? r.prompt_tokens : 0);
+    generation_tokens_.Add({{"tenant", tenant}}).Increment(r.completion_tokens);
+    if (admitted) {
+      duration_seconds_.Add({{"tenant", tenant}, {"adapter_kind", kind}}, LatencyBucketsSeconds())
+          .Observe(r.total_ms / 1e3);
+    }
+    MutexLock lock(&mu_);
+    std::map<std::string, int32_t>& from = admitted ? running_by_adapter_ : waiting_by_adapter_;
+    auto it = from.find(t.adapter);
+    if (it != from.end() && --it->second <= 0) from.erase(it);
   };
   return o;
 }
@@ -125,58 +254,71 @@ Scheduler::Observer ServerMetrics::SchedulerObserver() {
 AdapterCache::Observer ServerMetrics::CacheObserver() {
   AdapterCache::Observer o;
   o.on_load = [this](double ms, bool ok) {
-    load_ms_.Observe(ms);
-    registry_
-        .GetCounter("tessera_adapter_loads_total", "Adapter loads by result",
-                    {{"result", ok ? "ok" : "error"}})
-        .Increment();
+    load_seconds_.Observe(ms / 1e3);
+    (ok ? loads_ok_ : loads_error_).Increment();
   };
   o.on_evict = [this] { evictions_.Increment(); };
+  o.on_want = [this](bool hit) { (hit ? cache_hits_ : cache_misses_).Increment(); };
   return o;
 }
 
-void ServerMetrics::AttachStack(const ServingStack* stack) {
-  const Scheduler* scheduler = stack->scheduler.get();
-  registry_.AddGaugeCallback("tessera_queue_length", "Requests waiting for admission",
-                             [scheduler] { return scheduler->stats().queued; });
-  registry_.AddGaugeCallback("tessera_running_requests", "Requests in the running batch",
-                             [scheduler] { return scheduler->stats().running; });
-  registry_.AddGaugeCallback("tessera_kv_blocks_used", "KV cache blocks held by requests",
-                             [scheduler] { return scheduler->stats().kv_blocks_used; });
-  registry_.AddGaugeCallback("tessera_kv_preemptions", "Requests preempted by recompute since start",
-                             [scheduler] { return static_cast<double>(scheduler->stats().preemptions); });
-  registry_.AddGaugeCallback("tessera_kv_blocks_free", "KV cache blocks free", [scheduler] {
-    const Scheduler::Stats s = scheduler->stats();
-    return s.kv_blocks_total - s.kv_blocks_used;
-  });
-  const AdapterStore* store = stack->store.get();
-  registry_.AddGaugeCallback("tessera_adapters_stored", "Adapters in the durable store",
-                             [store] { return store ? static_cast<double>(store->List().size()) : 0.0; });
-  const AdapterCache* cache = stack->cache.get();
-  registry_.AddGaugeCallback("tessera_adapters_resident",
-                             "Adapters loaded in memory (start-up ones included)",
-                             [cache] { return cache->stats().resident; });
-  registry_.AddGaugeCallback("tessera_adapter_resident_bytes", "Bytes of cached stored adapters",
-                             [cache] { return static_cast<double>(cache->stats().resident_bytes); });
-  registry_.AddGaugeCallback("tessera_adapter_slots_free",
-                             "Adapter pool slots holding no adapter (neither resident nor loading)",
-                             [cache] { return cache->stats().free_slots; });
-  registry_.AddGaugeCallback("tessera_adapter_slots", "Adapter pool slots, start-up adapters' included",
-                             [cache] { return cache->stats().slots; });
+void ServerMetrics::AttachStack(const ServingStack* stack) { stack_.store(stack); }
+
+void ServerMetrics::Refresh() {
+  // The stack's locks are taken without mu_: the scheduler calls the
+  // observers (which take mu_) while holding its own.
+  const ServingStack* stack = stack_.load();
+  if (stack == nullptr) return;
+  const Scheduler::Stats s = stack->scheduler->stats();
+  const double stored = stack->store ? static_cast<double>(stack->store->List().size()) : 0.0;
+  const AdapterCache::Stats c = stack->cache->stats();
+  waiting_.Set(s.queued);
+  running_.Set(s.running);
+  kv_used_.Set(s.kv_blocks_used);
+  kv_total_.Set(s.kv_blocks_total);
+  kv_usage_.Set(s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / s.kv_blocks_total : 0.0);
+  stored_.Set(stored);
+  resident_.Set(c.resident);
+  resident_bytes_.Set(static_cast<double>(c.resident_bytes));
+  slots_.Set(c.slots);
+  slots_free_.Set(c.free_slots);
+  MutexLock lock(&mu_);
+  const double preemptions = static_cast<double>(s.preemptions);
+  if (preemptions > preemptions_seen_) preemptions_.Increment(preemptions - preemptions_seen_);
+  preemptions_seen_ = std::max(preemptions_seen_, preemptions);
+  // One series whose labels carry the lists, as vLLM exports it.
+  std::map<std::string, int32_t> running = running_by_adapter_, waiting = waiting_by_adapter_;
+  running.erase("");
+  waiting.erase("");
+  if (lora_info_series_ != nullptr) lora_info_.Remove(lora_info_series_);
+  lora_info_series_ = &lora_info_.Add({{"running_lora_adapters", AdapterList(running, options_.max_adapter_series)},
+                                       {"waiting_lora_adapters", AdapterList(waiting, options_.max_adapter_series)},
+                                       {"max_lora", std::to_string(c.slots)}});
+  lora_info_series_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+}
+
+std::string ServerMetrics::Render() {
+  std::vector<prometheus::MetricFamily> families;
+  {
+    MutexLock lock(&render_mu_);  // one scrape at a time: Refresh's gauges, then their collection
+    Refresh();
+    families = registry_->Collect();
+  }
+  std::sort(families.begin(), families.end(),
+            [](const prometheus::MetricFamily& a, const prometheus::MetricFamily& b) { return a.name < b.name; });
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 std::function<void(const std::string&)> ServerMetrics::WatermarkMatchHook() {
-  return [this](const std::string& action) {
-    registry_
-        .GetCounter("tessera_watermark_matches_total",
-                    "Uploads carrying another tenant's registered SEAL watermark, by action",
-                    {{"action", action}})
-        .Increment();
-  };
+  return [this](const std::string& action) { watermark_matches_.Add({{"action", action}}).Increment(); };
+}
+
+void ServerMetrics::CountHttpRequest(const std::string& route, int code) {
+  http_requests_.Add({{"route", route}, {"code", std::to_string(code)}}).Increment();
 }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerMetrics::InterceptorFactory() {
-  return std::make_unique<CountingInterceptorFactory>(&registry_);
+  return std::make_unique<CountingInterceptorFactory>(&rpc_requests_);
 }
 
 }  // namespace tessera

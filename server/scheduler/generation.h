@@ -15,7 +15,9 @@
 namespace tessera {
 
 enum class FinishReason { kLength, kStop, kEos, kCancelled };
-const char* FinishReasonName(FinishReason r);  // "length", "stop", "eos", "cancelled"
+// The one spelling every API uses: "length", "stop" (end of sequence, a stop
+// string or a stop token id) or "cancelled".
+const char* FinishReasonName(FinishReason r);
 
 struct GenerationParams {
   std::vector<int32_t> prompt_ids;
@@ -30,6 +32,9 @@ struct GenerationParams {
   // Adapter cache key (see AdapterCache); empty: base model. The API layer
   // resolves a client's reference to this key after access checks.
   std::string adapter_id;
+  // The adapter as people name it (OWNER/NAME, or a start-up adapter's
+  // name), for logs and metrics; empty: adapter_id is used.
+  std::string adapter_name;
   // Fairness unit: requests of different tenants share the batch evenly.
   std::string tenant;
   // A request still queued at its deadline finishes with DeadlineExceeded.

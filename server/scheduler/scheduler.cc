@@ -19,8 +19,8 @@ const char* FinishReasonName(FinishReason r) {
       return "length";
     case FinishReason::kStop:
       return "stop";
-    case FinishReason::kEos:
-      return "eos";
+    case FinishReason::kEos:  // OpenAI's and vLLM's spelling: EOS is a stop
+      return "stop";
     case FinishReason::kCancelled:
       return "cancelled";
   }
@@ -43,6 +43,7 @@ struct ScheduledRequest {
   GenerationCallbacks callbacks;
   AdapterPin adapter;  // pinned at admission (it carries the pool slot); empty: base model
   AdapterWant want;    // from submission to admission: the adapter's load starts at once and is kept
+  const char* adapter_kind = "";  // for the observer: "base", or the pinned adapter's kind
   uint64_t arrival = 0;       // submission order, for FIFO prefill
   int32_t prompt_done = 0;    // prompt tokens already in the KV cache
   int32_t chunk = 0;          // prompt tokens to run in the current step
@@ -64,6 +65,9 @@ struct ScheduledRequest {
   bool started() const { return scheduled != absl::Time(); }
   // Still waiting for its first admission when its deadline passed.
   bool expired(absl::Time now) const { return !started() && now >= params.deadline; }
+  Scheduler::RequestTags tags() const {
+    return {params.tenant, params.adapter_name.empty() ? params.adapter_id : params.adapter_name, adapter_kind};
+  }
 };
 
 namespace {
@@ -205,17 +209,32 @@ absl::Status Scheduler::Submit(std::shared_ptr<RequestHandle> handle, Generation
   // Prefetch from the queue: a non-resident adapter starts loading now, while
   // the request waits for a seat in the batch.
   if (!r->params.adapter_id.empty()) r->want = adapters_->Want(r->params.adapter_id);
-  MutexLock lock(&wake_->mu);
-  r->arrival = next_arrival_++;
-  if (wake_->stop) return absl::UnavailableError("server is shutting down and admits no new requests");
-  if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("request queue is full (", options_.max_queue, " waiting); retry later"));
+  if (r->params.adapter_id.empty()) r->adapter_kind = "base";
+  // The observer hears of the request before the scheduler thread can
+  // finish it; a refused one is reported finished at once.
+  if (observer_.on_submit) observer_.on_submit(r->tags());
+  absl::Status refused;
+  {
+    MutexLock lock(&wake_->mu);
+    r->arrival = next_arrival_++;
+    if (wake_->stop) {
+      refused = absl::UnavailableError("server is shutting down and admits no new requests");
+    } else if (static_cast<int32_t>(wake_->queue.size()) >= options_.max_queue) {
+      refused = absl::ResourceExhaustedError(
+          absl::StrCat("request queue is full (", options_.max_queue, " waiting); retry later"));
+    } else {
+      wake_->queue.push_back(std::move(r));
+      ++wake_->events;
+      wake_->cv.SignalAll();
+      return absl::OkStatus();
+    }
   }
-  wake_->queue.push_back(std::move(r));
-  ++wake_->events;
-  wake_->cv.SignalAll();
-  return absl::OkStatus();
+  if (observer_.on_finish) {
+    GenerationResult res;
+    res.status = refused;
+    observer_.on_finish(r->tags(), res, /*admitted=*/false);
+  }
+  return refused;
 }
 
 void Scheduler::StopAdmitting() { admitting_.store(false); }
@@ -316,6 +335,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
         continue;
       }
       r.adapter = *std::move(pin);
+      r.adapter_kind = AdapterKindName(r.adapter->kind);
       r.want.reset();
     }
     if (absl::Status s = kv.Append(r.arrival, need); !s.ok()) {  // cannot happen: need <= free_blocks()
@@ -325,7 +345,7 @@ void Scheduler::Admit(std::vector<std::pair<std::unique_ptr<Request>, absl::Stat
     if (!r.started()) {  // first admission (not a preempted request coming back)
       r.scheduled = now;
       ChargeTenant(r.params.tenant, static_cast<double>(r.params.prompt_ids.size()) + r.max_new);
-      if (observer_.on_admit) observer_.on_admit(r.params.tenant, Ms(now - r.submitted));
+      if (observer_.on_admit) observer_.on_admit(r.tags(), Ms(now - r.submitted));
     }
     running_.push_back(std::move(*it));
     queue.erase(it);
@@ -558,9 +578,9 @@ void Scheduler::RunStep() {
     const int32_t token = r.sampler->Sample(row, vocab_size_);
     if (r.generated.empty()) {
       r.first_token = now;
-      if (observer_.on_first_token) observer_.on_first_token(r.params.tenant, Ms(now - r.submitted));
+      if (observer_.on_first_token) observer_.on_first_token(r.tags(), Ms(now - r.submitted));
     } else if (observer_.on_token) {
-      observer_.on_token(Ms(now - r.last_token));
+      observer_.on_token(r.tags(), Ms(now - r.last_token));
     }
     r.last_token = now;
     r.generated.push_back(token);
@@ -613,7 +633,7 @@ void Scheduler::FinishRequest(Request& r, FinishReason reason, absl::Status stat
   res.prompt_logits = std::move(r.prompt_logits);
   spdlog::debug("request {} finished: {} after {} tokens, {:.1f} ms", r.params.request_id,
                 FinishReasonName(reason), res.completion_tokens, res.total_ms);
-  if (observer_.on_finish) observer_.on_finish(r.params.tenant, res.prompt_tokens, res.completion_tokens);
+  if (observer_.on_finish) observer_.on_finish(r.tags(), res, r.started());
   if (r.callbacks.on_finish) r.callbacks.on_finish(std::move(res));
   r.handle.reset();  // marks the request finished
 }

@@ -128,14 +128,24 @@ class Scheduler {
   };
   Stats stats() const;
 
-  // Called on the scheduler thread for each request's events; any may be
-  // empty. Must be quick.
+  // What an observer learns of a request: its tenant, its adapter's cache
+  // key (empty: the base model) and kind ("base", "lora", "road", "diablo";
+  // "" until the adapter is pinned at admission).
+  struct RequestTags {
+    const std::string& tenant;
+    const std::string& adapter;
+    const char* adapter_kind;
+  };
+  // Called for each request's events; any may be empty. on_submit runs on
+  // the submitting thread, the others on the scheduler thread. Must be quick
+  // and must not call back into the scheduler. Every submitted request gets
+  // exactly one on_finish; `admitted` says whether it ever reached the batch.
   struct Observer {
-    std::function<void(const std::string& tenant, double queue_ms)> on_admit;
-    std::function<void(const std::string& tenant, double ttft_ms)> on_first_token;
-    std::function<void(double inter_token_ms)> on_token;
-    std::function<void(const std::string& tenant, int32_t prompt_tokens, int32_t completion_tokens)>
-        on_finish;
+    std::function<void(const RequestTags&)> on_submit;
+    std::function<void(const RequestTags&, double queue_ms)> on_admit;
+    std::function<void(const RequestTags&, double ttft_ms)> on_first_token;
+    std::function<void(const RequestTags&, double inter_token_ms)> on_token;
+    std::function<void(const RequestTags&, const GenerationResult& result, bool admitted)> on_finish;
   };
   void SetObserver(Observer observer);  // before Start()
 

@@ -219,7 +219,7 @@ TEST_F(AdapterServingTest, CancellingMidStreamReturnsTheKvBlocksAtOnce) {
   }
   reader->Finish();
   EXPECT_TRUE(WaitMetric(*server_, "tessera_kv_blocks_used", 0));
-  EXPECT_TRUE(WaitMetric(*server_, "tessera_running_requests", 0));
+  EXPECT_TRUE(WaitMetric(*server_, "tessera_num_requests_running", 0));
   EXPECT_EQ(client_->GetAdapter("lora-0")->state(), v1::ADAPTER_STATE_RESIDENT);  // pin released
 }
 
@@ -236,16 +236,16 @@ TEST_F(AdapterServingTest, MetricsParseAndCountersMove) {
   EXPECT_EQ(delta("tessera_requests_total", {{"rpc", "tessera.v1.Inference/Generate"}, {"code", "OK"}}), 1);
   EXPECT_EQ(
       delta("tessera_requests_total", {{"rpc", "tessera.v1.Adapters/GetAdapter"}, {"code", "NOT_FOUND"}}), 1);
-  EXPECT_EQ(delta("tessera_tokens_total", {{"tenant", "local"}, {"kind", "completion"}}), 4);
-  EXPECT_EQ(delta("tessera_tokens_total", {{"tenant", "local"}, {"kind", "prompt"}}), PromptIds(0).size());
-  EXPECT_EQ(delta("tessera_time_to_first_token_ms_count", {}), 1);
-  EXPECT_EQ(delta("tessera_inter_token_latency_ms_count", {}), 3);
-  EXPECT_EQ(delta("tessera_queue_time_ms_count", {}), 1);
+  EXPECT_EQ(delta("tessera_generation_tokens_total", {{"tenant", "local"}}), 4);
+  EXPECT_EQ(delta("tessera_prompt_tokens_total", {{"tenant", "local"}}), PromptIds(0).size());
+  EXPECT_EQ(delta("tessera_time_to_first_token_seconds_count", {}), 1);
+  EXPECT_EQ(delta("tessera_inter_token_latency_seconds_count", {}), 3);
+  EXPECT_EQ(delta("tessera_request_queue_seconds_count", {}), 1);
   EXPECT_EQ(testing::SumSeries(after, "tessera_adapters_stored", {}), 8);
   EXPECT_GE(testing::SumSeries(after, "tessera_adapter_loads_total", {{"result", "ok"}}), 1);
   EXPECT_GE(testing::SumSeries(after, "tessera_adapters_resident", {}), 1);
-  EXPECT_EQ(testing::SumSeries(after, "tessera_queue_length", {}), 0);
-  EXPECT_GT(testing::SumSeries(after, "tessera_kv_blocks_free", {}), 0);
+  EXPECT_EQ(testing::SumSeries(after, "tessera_num_requests_waiting", {}), 0);
+  EXPECT_GT(testing::SumSeries(after, "tessera_kv_blocks_capacity", {}), 0);
 }
 
 TEST_F(AdapterServingTest, PrefetchMakesAnAdapterResident) {
@@ -426,8 +426,8 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   // records one queue time). Moving from the queue into the batch keeps it.
   auto arrived = [&] {
     const auto m = Scrape(*server);
-    return testing::SumSeries(m, "tessera_queue_length", {}) +
-           testing::SumSeries(m, "tessera_queue_time_ms_count", {});
+    return testing::SumSeries(m, "tessera_num_requests_waiting", {}) +
+           testing::SumSeries(m, "tessera_request_queue_seconds_count", {});
   };
   auto wait_arrived = [&](double n) {
     const absl::Time end = absl::Now() + absl::Seconds(10);
@@ -445,7 +445,7 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   auto wait_queue = [&](double n) {
     const absl::Time end = absl::Now() + absl::Seconds(10);
     while (absl::Now() < end) {
-      if (Metric(*server, "tessera_queue_length") >= n) return true;
+      if (Metric(*server, "tessera_num_requests_waiting") >= n) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     return false;
@@ -461,7 +461,7 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   // refused with a hint. Each long request holds the batch for 0.5 s or more,
   // so the queue does not move while the test fills it.
   ASSERT_TRUE(wait_arrived(static_cast<double>(longs.size())));  // the expired request is gone
-  while (Metric(*server, "tessera_queue_length") < 8) {
+  while (Metric(*server, "tessera_num_requests_waiting") < 8) {
     start_long();
     ASSERT_TRUE(wait_arrived(static_cast<double>(longs.size())));
   }
@@ -475,10 +475,10 @@ TEST(AdmissionTest, DeadlineShorterThanTheQueueWaitAndAFullQueue) {
   // Nothing leaked: every block is back, nothing queued or running, and the
   // expired request never produced a token.
   EXPECT_TRUE(WaitMetric(*server, "tessera_kv_blocks_used", 0));
-  EXPECT_TRUE(WaitMetric(*server, "tessera_running_requests", 0));
-  EXPECT_EQ(Metric(*server, "tessera_queue_length"), 0);
+  EXPECT_TRUE(WaitMetric(*server, "tessera_num_requests_running", 0));
+  EXPECT_EQ(Metric(*server, "tessera_num_requests_waiting"), 0);
   const auto m = Scrape(*server);
-  EXPECT_EQ(testing::SumSeries(m, "tessera_tokens_total", {{"kind", "completion"}}), longs.size() * 100.0);
+  EXPECT_EQ(testing::SumSeries(m, "tessera_generation_tokens_total", {}), longs.size() * 100.0);
   EXPECT_EQ(testing::SumSeries(m, "tessera_requests_total", {{"code", "RESOURCE_EXHAUSTED"}}), 1);
 }
 
@@ -487,11 +487,11 @@ TEST(KvCacheFlagsTest, BytesAndMemoryFractionSetTheCapacity) {
   // 512 bytes per token; 256 KiB is 512 tokens, 32 blocks of 16.
   auto server = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--kv-cache-bytes", "262144"});
   ASSERT_NE(server, nullptr);
-  EXPECT_EQ(Metric(*server, "tessera_kv_blocks_free"), 32);
+  EXPECT_EQ(Metric(*server, "tessera_kv_blocks_capacity"), 32);
   auto fraction =
       testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--kv-cache-memory-fraction", "0.001"});
   ASSERT_NE(fraction, nullptr);
-  EXPECT_GT(Metric(*fraction, "tessera_kv_blocks_free"), 32);
+  EXPECT_GT(Metric(*fraction, "tessera_kv_blocks_capacity"), 32);
   auto r = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
                                 testing::TinyLlamaModelDir(), "--kv-cache-bytes", "100"});
   EXPECT_EQ(r.exit_code, 1);
@@ -500,7 +500,7 @@ TEST(KvCacheFlagsTest, BytesAndMemoryFractionSetTheCapacity) {
   // (here 3) full contexts of 256 tokens: 3 x 16 blocks of 16.
   auto capped = testing::ServerProcess::Start(testing::TinyLlamaModelDir(), {"--max-batch-size", "3"});
   ASSERT_NE(capped, nullptr);
-  EXPECT_EQ(Metric(*capped, "tessera_kv_blocks_free"), 3 * 16);
+  EXPECT_EQ(Metric(*capped, "tessera_kv_blocks_capacity"), 3 * 16);
   auto tiny = testing::RunCommand({testing::BinaryPath("server/tessera-server"), "--insecure-no-auth", "--model",
                                    testing::TinyLlamaModelDir(), "--kv-cache-memory-fraction", "1e-9"});
   EXPECT_EQ(tiny.exit_code, 1);

@@ -39,7 +39,7 @@ TEST(CliTest, GenerateInfoAndErrors) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   json j = json::parse(r.output);
   EXPECT_EQ(j["token_ids"].get<std::vector<int32_t>>(), Greedy("base", 1));
-  EXPECT_EQ(j["finish_reason"], "FINISH_REASON_LENGTH");
+  EXPECT_EQ(j["finish_reason"], "length");  // the spelling of batch output and the HTTP API
   EXPECT_EQ(j["usage"]["prompt_tokens"], 28);
 
   // tokenize / detokenize through the server's tokenizer.
@@ -93,7 +93,8 @@ TEST(CliTest, GenerateInfoAndErrors) {
 // not absl's build mode.
 TEST(CommandLineTest, HelpListsEachBinarysFlagsAndVersionPrintsTheVersion) {
   const std::pair<const char*, std::vector<const char*>> binaries[] = {
-      {"server/tessera-server", {"-max_batch_size", "-data_dir", "-adapter_scrub_mb_per_s", "Flags from server/main.cc"}},
+      {"server/tessera-server",
+       {"-max_batch_size", "-data_dir", "-adapter_scrub_mb_per_s", "-http_listen", "Flags from server/main.cc"}},
       {"server/tessera-batch", {"-input", "-output"}},
       {"server/tessera-tokenize", {"-tokenizer", "-add_special_tokens"}},
       {"server/tessera-quantize", {"-output"}},
@@ -111,6 +112,50 @@ TEST(CommandLineTest, HelpListsEachBinarysFlagsAndVersionPrintsTheVersion) {
     EXPECT_NE(version.output.find(Version()), std::string::npos) << binary << ": " << version.output;
     EXPECT_EQ(version.output.find("NDEBUG"), std::string::npos) << binary << ": " << version.output;
   }
+}
+
+// `tessera COMMAND --help` lists that command's flags (dashed, with their
+// defaults) and the connection flags, and no other command's.
+TEST(CommandLineTest, EachCliCommandHasItsOwnHelp) {
+  const std::pair<const char*, std::vector<const char*>> commands[] = {
+      {"generate", {"--max-new-tokens", "--temperature", "--adapter", "--stop", "(default: 16)"}},
+      {"adapters", {"--name", "--shared", "upload DIR"}},
+      {"watermark", {"--passport", "--credential"}},
+      {"tokenize", {"--add-special-tokens"}},
+  };
+  for (const auto& [command, expected] : commands) {
+    testing::CommandResult help = testing::RunCommand({testing::BinaryPath("client/tessera"), command, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << command << ":\n" << help.output;
+    for (const char* text : expected) {
+      EXPECT_NE(help.output.find(text), std::string::npos) << command << " --help lacks " << text << ":\n"
+                                                           << help.output;
+    }
+    EXPECT_NE(help.output.find("--server"), std::string::npos) << help.output;
+  }
+  testing::CommandResult gen = testing::RunCommand({testing::BinaryPath("client/tessera"), "generate", "-h"});
+  EXPECT_EQ(gen.output.find("--raw-factors"), std::string::npos) << gen.output;
+}
+
+// --config FILE: one flag per line (dashed names), comments and blank lines
+// skipped; mistakes name the file and line.
+TEST(CommandLineTest, ConfigFileSuppliesFlags) {
+  testing::TempDir dir;
+  const std::string server = testing::BinaryPath("server/tessera-server");
+  testing::WriteFileOrDie(dir.Join("ok.conf"), "# limits\n\n--insecure-no-auth\n--max-requests-total=0\n");
+  testing::CommandResult r = testing::RunCommand({server, "--config", dir.Join("ok.conf"), "--model", "x"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--max-requests-total must be positive"), std::string::npos) << r.output;
+  testing::WriteFileOrDie(dir.Join("bad.conf"), "--insecure-no-auth\nmax-batch-size 8\n");
+  r = testing::RunCommand({server, "--config=" + dir.Join("bad.conf")});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad.conf:2: expected one flag per line"), std::string::npos) << r.output;
+  testing::WriteFileOrDie(dir.Join("nested.conf"), "--flagfile=" + dir.Join("ok.conf") + "\n");
+  r = testing::RunCommand({server, "--config", dir.Join("nested.conf")});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot name another"), std::string::npos) << r.output;
+  r = testing::RunCommand({server, "--config", dir.Join("missing.conf")});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot read config file"), std::string::npos) << r.output;
 }
 
 TEST(CliTest, NoServerIsAClearError) {

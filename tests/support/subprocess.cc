@@ -123,7 +123,11 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
                                    "--metrics-listen",
                                    "127.0.0.1:0",
                                    "--metrics-port-file",
-                                   s->dir_ + "/metrics_port"};
+                                   s->dir_ + "/metrics_port",
+                                   "--http-listen",
+                                   "127.0.0.1:0",
+                                   "--http-port-file",
+                                   s->dir_ + "/http_port"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   if (std::find(extra_flags.begin(), extra_flags.end(), "--tenants") == extra_flags.end()) {
     argv.push_back("--insecure-no-auth");
@@ -137,7 +141,8 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& model_dir
   while (absl::Now() < end) {
     std::ifstream in(port_file);
     std::ifstream metrics_in(s->dir_ + "/metrics_port");
-    if (in >> s->port_ && s->port_ > 0 && metrics_in >> s->metrics_port_) return s;
+    std::ifstream http_in(s->dir_ + "/http_port");
+    if (in >> s->port_ && s->port_ > 0 && metrics_in >> s->metrics_port_ && http_in >> s->http_port_) return s;
     if (!s->process_->Running()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

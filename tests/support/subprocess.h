@@ -42,7 +42,7 @@ struct CommandResult {
 // Runs a command to completion (killed after timeout).
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60));
 
-// A tessera-server on 127.0.0.1 with ephemeral gRPC and metrics ports, fp32
+// A tessera-server on 127.0.0.1 with ephemeral gRPC, HTTP API and metrics ports, fp32
 // weights, and --insecure-no-auth unless extra_flags has --tenants.
 class ServerProcess {
  public:
@@ -52,6 +52,7 @@ class ServerProcess {
   ~ServerProcess();
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }
   Subprocess& process() { return *process_; }
   std::string Log() const;
 
@@ -59,6 +60,7 @@ class ServerProcess {
   std::string dir_;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   std::unique_ptr<Subprocess> process_;
 };
 
