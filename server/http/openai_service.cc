@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -132,7 +133,10 @@ void OpenAiService::Install(httplib::Server& server) {
       if (metrics_) metrics_->CountHttpRequest(route, res.status);
     };
   };
-  server.set_payload_max_length(kMaxRequestBodyBytes);
+  // A prompt of --max-prompt-bytes, each byte escaped as \uXXXX, plus room
+  // for the other fields; httplib answers 413 beyond it without buffering it.
+  server.set_payload_max_length(static_cast<size_t>(
+      std::min<int64_t>(kMaxRequestBodyBytes, env_.limits.max_prompt_bytes * 6 + (int64_t{1} << 20))));
   server.Get("/health", counted("/health", [](const httplib::Request&, httplib::Response& res) {
                SendJson(res, 200, {{"status", "ok"}});
              }));
@@ -155,12 +159,22 @@ void OpenAiService::Install(httplib::Server& server) {
                 Generate(OpenAiEndpoint::kChatCompletions, req, res);
               }));
   server.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty()) {
-      SendError(res, absl::NotFoundError(absl::StrCat(
-                         "no route ", req.method, " ", req.path.substr(0, 128),
-                         "; this server serves /v1/completions, /v1/chat/completions, /v1/models, /health, /ready")));
-      if (metrics_) metrics_->CountHttpRequest("other", 404);
+    if (!res.body.empty() || res.status < 400) return;
+    absl::Status s;
+    if (res.status == 404) {
+      s = absl::NotFoundError(absl::StrCat(
+          "no route ", req.method, " ", req.path.substr(0, 128),
+          "; this server serves /v1/completions, /v1/chat/completions, /v1/models, /health, /ready"));
+    } else if (res.status == 413) {
+      s = absl::InvalidArgumentError(
+          "the request body is too large (the prompt is limited by --max-prompt-bytes)");
+    } else {
+      s = absl::InvalidArgumentError(absl::StrCat("malformed HTTP request (status ", res.status, ")"));
     }
+    const int status = res.status;
+    SendError(res, s);
+    res.status = status;
+    if (metrics_) metrics_->CountHttpRequest("other", status);
   });
 }
 
@@ -250,7 +264,7 @@ void OpenAiService::Generate(OpenAiEndpoint endpoint, const httplib::Request& re
 
   if (!request.stream) {
     while (!call->done()) {
-      for (Channel::Event& e : call->channel->Take(absl::InfiniteDuration())) call->Record(e);
+      for (Channel::Event& e : call->channel->Take(absl::Seconds(1))) call->Record(e);
     }
     if (absl::Status s = call->FirstError(); !s.ok()) return SendError(res, s);
     return SendJson(res, 200, CompletionResponse(request, call->id, call->Results()));

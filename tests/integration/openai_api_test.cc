@@ -197,6 +197,11 @@ TEST_F(OpenAiApiTest, ProbesModelsAndErrorsOverRawHttp) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
   EXPECT_THAT(json::parse(res->body)["error"]["message"].get<std::string>(), HasSubstr("/v1/completions"));
+  // A body past what --max-prompt-bytes can need is refused before it is read.
+  res = http.Post("/v1/completions", zeta, std::string(8 << 20, ' '), "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 413);
+  EXPECT_THAT(json::parse(res->body)["error"]["message"].get<std::string>(), HasSubstr("--max-prompt-bytes"));
   // An empty prompt is refused as over gRPC.
   res = http.Post("/v1/completions", zeta, R"({"prompt": ""})", "application/json");
   ASSERT_TRUE(res);
