@@ -144,6 +144,7 @@ prometheus::Histogram::BucketBoundaries LatencyBucketsSeconds() {
 
 ServerMetrics::ServerMetrics(ServerMetricsOptions options)
     : options_(std::move(options)),
+      buckets_(LatencyBucketsSeconds()),
       registry_(std::make_shared<prometheus::Registry>()),
       rpc_requests_(CounterFamily(*registry_, "tessera_requests_total", "gRPC calls by method and final status code")),
       http_requests_(CounterFamily(*registry_, "tessera_http_requests_total",
@@ -216,17 +217,17 @@ Scheduler::Observer ServerMetrics::SchedulerObserver() {
     if (!t.adapter.empty()) adapter_requests_.Add({{"adapter", AdapterLabel(t.adapter)}}).Increment();
   };
   o.on_admit = [this](const Scheduler::RequestTags& t, double ms) {
-    queue_seconds_.Add({{"tenant", TenantLabel(t.tenant)}}, LatencyBucketsSeconds()).Observe(ms / 1e3);
+    queue_seconds_.Add({{"tenant", TenantLabel(t.tenant)}}, buckets_).Observe(ms / 1e3);
     MutexLock lock(&mu_);
     --waiting_by_adapter_[t.adapter];
     ++running_by_adapter_[t.adapter];
   };
   o.on_first_token = [this](const Scheduler::RequestTags& t, double ms) {
-    ttft_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, LatencyBucketsSeconds())
+    ttft_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, buckets_)
         .Observe(ms / 1e3);
   };
   o.on_token = [this](const Scheduler::RequestTags& t, double ms) {
-    itl_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, LatencyBucketsSeconds())
+    itl_seconds_.Add({{"tenant", TenantLabel(t.tenant)}, {"adapter_kind", t.adapter_kind}}, buckets_)
         .Observe(ms / 1e3);
   };
   o.on_finish = [this](const Scheduler::RequestTags& t, const GenerationResult& r, bool admitted) {
@@ -240,7 +241,7 @@ Scheduler::Observer ServerMetrics::SchedulerObserver() {
     prompt_tokens_.Add({{"tenant", tenant}}).Increment(admitted ? r.prompt_tokens : 0);
     generation_tokens_.Add({{"tenant", tenant}}).Increment(r.completion_tokens);
     if (admitted) {
-      duration_seconds_.Add({{"tenant", tenant}, {"adapter_kind", kind}}, LatencyBucketsSeconds())
+      duration_seconds_.Add({{"tenant", tenant}, {"adapter_kind", kind}}, buckets_)
           .Observe(r.total_ms / 1e3);
     }
     MutexLock lock(&mu_);

@@ -56,6 +56,9 @@
 
 namespace tessera {
 
+// Buckets in seconds for latencies from 1 ms to 60 s.
+prometheus::Histogram::BucketBoundaries LatencyBucketsSeconds();
+
 struct ServerMetricsOptions {
   std::string backend = "cpu";  // tessera_build_info's label
   int32_t max_adapter_series = 64;  // --metrics-max-adapter-series
@@ -88,6 +91,8 @@ class ServerMetrics {
   void Refresh() ABSL_EXCLUSIVE_LOCKS_REQUIRED(render_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   const ServerMetricsOptions options_;
+  // Built once: every histogram series observes on the hot path (per token).
+  const prometheus::Histogram::BucketBoundaries buckets_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& rpc_requests_;
   prometheus::Family<prometheus::Counter>& http_requests_;
@@ -132,9 +137,6 @@ class ServerMetrics {
   prometheus::Gauge* lora_info_series_ ABSL_GUARDED_BY(mu_) = nullptr;
   double preemptions_seen_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-// Buckets in seconds for latencies from 1 ms to 60 s.
-prometheus::Histogram::BucketBoundaries LatencyBucketsSeconds();
 
 }  // namespace tessera
 

@@ -255,8 +255,6 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(std::string_view text, OpenAiEn
   return r;
 }
 
-const char* OpenAiFinishReason(FinishReason reason) { return FinishReasonName(reason); }
-
 OpenAiResponseId NewResponseId(OpenAiEndpoint endpoint, std::string model) {
   static absl::Mutex mu(absl::kConstInit);
   static absl::BitGen* gen = new absl::BitGen();
@@ -278,7 +276,7 @@ nlohmann::json CompletionResponse(const OpenAiRequest& request, const OpenAiResp
   json out = Envelope(request.endpoint, id, /*chunk=*/false);
   json choices = json::array();
   for (size_t i = 0; i < results.size(); ++i) {
-    json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", OpenAiFinishReason(results[i].finish_reason)}};
+    json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", FinishReasonName(results[i].finish_reason)}};
     if (request.endpoint == OpenAiEndpoint::kCompletions) {
       c["text"] = results[i].text;
     } else {
@@ -296,7 +294,7 @@ nlohmann::json StreamChunk(OpenAiEndpoint endpoint, const OpenAiResponseId& id, 
   json out = Envelope(endpoint, id, /*chunk=*/true);
   json c = {{"index", index},
             {"logprobs", nullptr},
-            {"finish_reason", finish ? json(OpenAiFinishReason(*finish)) : json(nullptr)}};
+            {"finish_reason", finish ? json(FinishReasonName(*finish)) : json(nullptr)}};
   if (endpoint == OpenAiEndpoint::kCompletions) {
     c["text"] = text;
   } else {

@@ -48,10 +48,6 @@ struct OpenAiRequest {
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(std::string_view body, OpenAiEndpoint endpoint,
                                                  int32_t default_max_tokens);
 
-// The name OpenAI clients know: "stop" (end of sequence, a stop string or a
-// stop token), "length" or "cancelled".
-const char* OpenAiFinishReason(FinishReason reason);
-
 // Identity shared by every chunk of one response.
 struct OpenAiResponseId {
   std::string id;  // "cmpl-..." or "chatcmpl-..."
